@@ -1,0 +1,115 @@
+//! Reason codes: the one vocabulary shared by replies, log lines and metrics.
+
+/// Why a console request was admitted or refused. `as_str` is the wire name
+/// used in the reply body, the log line, the access-log field and the metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Code {
+    Admitted,
+    NotWebsocket,
+    MissingToken,
+    MalformedToken,
+    BadSignature,
+    Expired,
+    NotYetValid,
+    TtlTooLong,
+    WrongAudience,
+    WrongIssuer,
+    BadTarget,
+    HostNotAllowed,
+    OriginNotAllowed,
+    ClientNotAllowed,
+    Replayed,
+    /// Every slot of the link's replay bucket holds a live link: refusing is
+    /// the only way to keep the one-time promise with bounded memory.
+    ReplayTableFull,
+    /// The shared replay table could not be read or written (host error or
+    /// persistent write contention).
+    ReplayUnavailable,
+}
+
+impl Code {
+    pub const ALL: [Code; 17] = [
+        Code::Admitted,
+        Code::NotWebsocket,
+        Code::MissingToken,
+        Code::MalformedToken,
+        Code::BadSignature,
+        Code::Expired,
+        Code::NotYetValid,
+        Code::TtlTooLong,
+        Code::WrongAudience,
+        Code::WrongIssuer,
+        Code::BadTarget,
+        Code::HostNotAllowed,
+        Code::OriginNotAllowed,
+        Code::ClientNotAllowed,
+        Code::Replayed,
+        Code::ReplayTableFull,
+        Code::ReplayUnavailable,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::Admitted => "admitted",
+            Code::NotWebsocket => "not_websocket",
+            Code::MissingToken => "missing_token",
+            Code::MalformedToken => "malformed_token",
+            Code::BadSignature => "bad_signature",
+            Code::Expired => "expired",
+            Code::NotYetValid => "not_yet_valid",
+            Code::TtlTooLong => "ttl_too_long",
+            Code::WrongAudience => "wrong_audience",
+            Code::WrongIssuer => "wrong_issuer",
+            Code::BadTarget => "bad_target",
+            Code::HostNotAllowed => "host_not_allowed",
+            Code::OriginNotAllowed => "origin_not_allowed",
+            Code::ClientNotAllowed => "client_not_allowed",
+            Code::Replayed => "replayed",
+            Code::ReplayTableFull => "replay_table_full",
+            Code::ReplayUnavailable => "replay_unavailable",
+        }
+    }
+
+    /// The HTTP status of the local reply for a refusal (101 comes from the
+    /// upstream for an admission, so `Admitted` has none of its own).
+    pub fn status(self) -> u32 {
+        match self {
+            Code::Admitted => 101,
+            Code::NotWebsocket => 426,
+            Code::MissingToken => 401,
+            Code::MalformedToken | Code::BadTarget => 400,
+            Code::ReplayTableFull | Code::ReplayUnavailable => 503,
+            Code::BadSignature
+            | Code::Expired
+            | Code::NotYetValid
+            | Code::TtlTooLong
+            | Code::WrongAudience
+            | Code::WrongIssuer
+            | Code::HostNotAllowed
+            | Code::OriginNotAllowed
+            | Code::ClientNotAllowed
+            | Code::Replayed => 403,
+        }
+    }
+}
+
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_snake_case() {
+        let mut seen = std::collections::HashSet::new();
+        for code in Code::ALL {
+            let name = code.as_str();
+            assert!(seen.insert(name), "duplicate {name}");
+            assert!(name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! The admission decision: a plain function of the compiled config, the
+//! request facts and the clock. The host gathers the facts and applies the
+//! result; one-time use (which needs shared state) is the only step left to
+//! it, through `replay`.
+
+use crate::audit::Audit;
+use crate::claims::{self, Claims};
+use crate::code::Code;
+use crate::config::Config;
+use crate::jws::{self, Scratch, TokenError, MAX_TOKEN_LEN};
+use crate::request::{token_param, HeaderValue, RequestFacts, TokenParam};
+use crate::target::{self, Host, Target};
+use std::net::IpAddr;
+
+/// Longest `jti` accepted while one-time links are on.
+pub const MAX_JTI_LEN: usize = 128;
+
+#[derive(Debug)]
+pub enum Decision<'c> {
+    /// Not a console path: forward untouched (the host still strips the
+    /// client's cluster header).
+    PassThrough,
+    Refuse(Refusal),
+    Admit(Admission<'c>),
+}
+
+#[derive(Debug)]
+pub struct Refusal {
+    pub code: Code,
+    pub audit: Audit,
+}
+
+/// What the host applies to an admitted request.
+#[derive(Debug)]
+pub struct Admission<'c> {
+    pub cluster: &'c str,
+    /// The new `:path`: `ticket_path` with the ticket, no query.
+    pub path: String,
+    /// The new `:authority`: the ESXi host, with `:port` unless 443.
+    pub authority: String,
+    /// Set while one-time links are on: the host must record the `jti` and
+    /// refuse the request (`replayed`) if it was already recorded.
+    pub one_time: Option<OneTime>,
+    pub audit: Audit,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OneTime {
+    pub jti: String,
+    /// Until when the `jti` must be remembered: `exp` + clock skew.
+    pub remember_until: i64,
+}
+
+impl Decision<'_> {
+    pub fn code(&self) -> Option<Code> {
+        match self {
+            Decision::PassThrough => None,
+            Decision::Refuse(r) => Some(r.code),
+            Decision::Admit(_) => Some(Code::Admitted),
+        }
+    }
+}
+
+fn refuse(code: Code, audit: Audit) -> Decision<'static> {
+    Decision::Refuse(Refusal { code, audit })
+}
+
+/// Decides a request. `now` is seconds since the epoch.
+pub fn decide<'c>(config: &'c Config, req: &RequestFacts<'_>, now: i64) -> Decision<'c> {
+    if !config.is_console_path(req.path_only()) {
+        return Decision::PassThrough;
+    }
+    let mut audit = Audit::default();
+    if !req.is_websocket_upgrade() {
+        return refuse(Code::NotWebsocket, audit);
+    }
+    let token = match token_param(req.path, &config.token_param) {
+        TokenParam::Missing => return refuse(Code::MissingToken, audit),
+        TokenParam::Repeated => return refuse(Code::MalformedToken, audit),
+        TokenParam::One(token) if token.len() > MAX_TOKEN_LEN => {
+            return refuse(Code::MalformedToken, audit)
+        }
+        TokenParam::One(token) => token,
+    };
+
+    let mut scratch = Scratch::new();
+    let verified = match jws::verify(&config.keys, token, &mut scratch) {
+        Ok(v) => v,
+        Err(error) => {
+            audit.kid = jws::peek_kid(token);
+            let code = match error {
+                TokenError::Malformed => Code::MalformedToken,
+                TokenError::BadSignature => Code::BadSignature,
+            };
+            return refuse(code, audit);
+        }
+    };
+    audit.kid = verified.key.kid().map(str::to_string);
+    let Some(claims) = Claims::parse(verified.payload) else {
+        return refuse(Code::MalformedToken, audit);
+    };
+    // From here the claims are the portal's own words: safe to log.
+    audit.record_claims(&claims);
+
+    if let Some(code) = check_lifetime(config, &claims, now) {
+        return refuse(code, audit);
+    }
+    if let Some(code) = check_audience_and_issuer(config, &claims) {
+        return refuse(code, audit);
+    }
+    let one_time = if config.one_time_links {
+        match claims.jti.as_deref() {
+            Some(jti) if !jti.is_empty() && jti.len() <= MAX_JTI_LEN => Some(OneTime {
+                jti: jti.to_string(),
+                remember_until: claims
+                    .exp
+                    .map_or(now, |e| e.0)
+                    .saturating_add(config.clock_skew_seconds),
+            }),
+            _ => return refuse(Code::MalformedToken, audit),
+        }
+    } else {
+        None
+    };
+
+    let Some(target) = read_target(&claims) else {
+        return refuse(Code::BadTarget, audit);
+    };
+    audit.host = Some(target.host.canonical());
+    audit.ticket_sha256 = Some(crate::audit::ticket_hash(&target.ticket));
+    let Some(cluster) = config.upstreams.cluster_for(&target.host) else {
+        return refuse(Code::HostNotAllowed, audit);
+    };
+    audit.cluster = Some(cluster.to_string());
+
+    if let Some(code) = check_origin(config, &claims, req.origin) {
+        return refuse(code, audit);
+    }
+    if let Some(code) = check_client(&claims, req.client) {
+        return refuse(code, audit);
+    }
+
+    Decision::Admit(Admission {
+        cluster,
+        path: config.ticket_path.render(&target.ticket),
+        authority: target.host.authority(target.port),
+        one_time,
+        audit,
+    })
+}
+
+fn check_lifetime(config: &Config, claims: &Claims<'_>, now: i64) -> Option<Code> {
+    let skew = config.clock_skew_seconds;
+    let Some(exp) = claims.exp.map(|e| e.0) else {
+        return Some(Code::MalformedToken);
+    };
+    if now >= exp.saturating_add(skew) {
+        return Some(Code::Expired);
+    }
+    if let Some(nbf) = claims.nbf {
+        if now.saturating_add(skew) < nbf.0 {
+            return Some(Code::NotYetValid);
+        }
+    }
+    if let Some(iat) = claims.iat {
+        if iat.0 > now.saturating_add(skew) {
+            return Some(Code::NotYetValid);
+        }
+        if exp.saturating_sub(iat.0) > config.max_ttl_seconds {
+            return Some(Code::TtlTooLong);
+        }
+    }
+    if exp.saturating_sub(now) > config.max_ttl_seconds.saturating_add(skew) {
+        return Some(Code::TtlTooLong);
+    }
+    None
+}
+
+fn check_audience_and_issuer(config: &Config, claims: &Claims<'_>) -> Option<Code> {
+    if let Some(wanted) = &config.audience {
+        let ok = match claims.aud {
+            Some(raw) => match claims::audience_contains(raw, wanted) {
+                Some(found) => found,
+                None => return Some(Code::MalformedToken),
+            },
+            None => false,
+        };
+        if !ok {
+            return Some(Code::WrongAudience);
+        }
+    }
+    if let Some(wanted) = &config.issuer {
+        if claims.iss.as_deref() != Some(wanted.as_str()) {
+            return Some(Code::WrongIssuer);
+        }
+    }
+    None
+}
+
+/// Either `url`, or `host` (+ `port`) + `ticket`; never both forms.
+fn read_target(claims: &Claims<'_>) -> Option<Target> {
+    match (claims.url, claims.host, claims.ticket) {
+        (Some(url), None, None) if claims.port.is_none() => {
+            target::parse_webmks_url(&claims::raw_str(url)?)
+        }
+        (None, Some(host), Some(ticket)) => {
+            let host: Host = target::parse_host(&claims::raw_str(host)?)?;
+            let ticket = claims::raw_str(ticket)?;
+            if !target::valid_ticket(&ticket) {
+                return None;
+            }
+            let port = match claims.port {
+                Some(raw) => claims::port(raw)?,
+                None => 443,
+            };
+            Some(Target {
+                host,
+                port,
+                ticket: ticket.into_owned(),
+            })
+        }
+        _ => None,
+    }
+}
+
+fn check_origin(config: &Config, claims: &Claims<'_>, origin: HeaderValue<'_>) -> Option<Code> {
+    let claimed = match claims.origin {
+        Some(raw) => match claims::raw_str(raw) {
+            Some(o) => Some(o),
+            None => return Some(Code::MalformedToken),
+        },
+        None => None,
+    };
+    if config.allowed_origins.is_none() && claimed.is_none() {
+        return None;
+    }
+    // Checks are on: exactly one Origin header is required.
+    let HeaderValue::One(origin) = origin else {
+        return Some(Code::OriginNotAllowed);
+    };
+    if let Some(allowed) = &config.allowed_origins {
+        if !allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)) {
+            return Some(Code::OriginNotAllowed);
+        }
+    }
+    if let Some(claimed) = claimed {
+        if !claimed.eq_ignore_ascii_case(origin) {
+            return Some(Code::OriginNotAllowed);
+        }
+    }
+    None
+}
+
+fn check_client(claims: &Claims<'_>, client: Option<&str>) -> Option<Code> {
+    let raw = claims.ip?;
+    let Some(network) = claims::raw_str(raw).and_then(|s| crate::cidr::Cidr::parse(&s)) else {
+        return Some(Code::MalformedToken);
+    };
+    let Some(address) = client.and_then(client_ip) else {
+        return Some(Code::ClientNotAllowed);
+    };
+    if network.contains(address) {
+        None
+    } else {
+        Some(Code::ClientNotAllowed)
+    }
+}
+
+/// The IP of `source.address` (`ip:port`, `[v6]:port`, or a bare IP).
+pub fn client_ip(text: &str) -> Option<IpAddr> {
+    if let Ok(sa) = text.parse::<std::net::SocketAddr>() {
+        return Some(sa.ip());
+    }
+    text.parse::<IpAddr>().ok()
+}
+
+#[cfg(test)]
+mod tests;
