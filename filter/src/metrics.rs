@@ -1,0 +1,36 @@
+//! One counter per reason code, defined once per VM at configure time.
+//!
+//! Envoy names them `wasmcustom.mksgate.decision.<code>` in `/stats`; the
+//! shipped bootstrap's `stats_tags` turns `<code>` into a `code` label for
+//! Prometheus.
+
+use mksgate_core::Code;
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::MetricType;
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Metric ids, indexed like `Code::ALL`; `None` if the host refused one.
+    ids: Vec<Option<u32>>,
+}
+
+impl Metrics {
+    pub fn define() -> Metrics {
+        let ids = Code::ALL
+            .iter()
+            .map(|code| {
+                let name = format!("mksgate.decision.{}", code.as_str());
+                hostcalls::define_metric(MetricType::Counter, &name).ok()
+            })
+            .collect();
+        Metrics { ids }
+    }
+
+    pub fn count(&self, code: Code) {
+        let index = Code::ALL.iter().position(|c| *c == code);
+        if let Some(Some(id)) = index.and_then(|i| self.ids.get(i)) {
+            // A failed increment must not change the decision.
+            let _ = hostcalls::increment_metric(*id, 1);
+        }
+    }
+}

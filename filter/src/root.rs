@@ -1,0 +1,69 @@
+//! The root context: parse and compile the plugin configuration once, define
+//! metrics, create the replay table; hand each HTTP stream an `Arc` of it.
+
+use crate::host::EnvoySharedData;
+use crate::http::Console;
+use crate::metrics::Metrics;
+use mksgate_core::{replay, Config};
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::ContextType;
+use std::rc::Rc;
+
+/// What every stream of this worker shares.
+pub struct Ready {
+    pub config: Config,
+    pub metrics: Metrics,
+}
+
+#[derive(Default)]
+pub struct Root {
+    ready: Option<Rc<Ready>>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        let Some(raw) = self.get_plugin_configuration() else {
+            log::error!("mksgate: config refused: (config): no plugin configuration given");
+            return false;
+        };
+        let env = |name: &str| std::env::var(name).ok();
+        let config = match Config::parse(&raw, &env) {
+            Ok(config) => config,
+            Err(error) => {
+                // ConfigError never carries a value, only the field and why.
+                log::error!("mksgate: config refused: {error}");
+                return false;
+            }
+        };
+        if config.one_time_links && replay::init(&EnvoySharedData).is_err() {
+            log::error!(
+                "mksgate: config refused: one_time_links: the host's shared data is unavailable"
+            );
+            return false;
+        }
+        log::info!(
+            "mksgate: configured: {} key(s), {} host(s), {} suffix(es), one_time_links={}",
+            config.keys.len(),
+            config.upstreams.hosts.len(),
+            config.upstreams.host_suffixes.len(),
+            config.one_time_links
+        );
+        self.ready = Some(Rc::new(Ready {
+            config,
+            metrics: Metrics::define(),
+        }));
+        true
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        // Envoy creates no streams for a refused config, so `ready` is set;
+        // if it ever is not, the stream refuses with 503 (fail closed).
+        Some(Box::new(Console::new(self.ready.clone())))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
