@@ -1,0 +1,28 @@
+//! Host-side test harness for mksgate.
+//!
+//! * [`standin`]: an ESXi WebMKS endpoint stand-in (`wss://host/ticket/<t>`),
+//!   in-process or as the `esxi-standin` binary with an HTTP control API.
+//! * [`dns`]: a tiny UDP DNS responder for Envoy's c-ares resolver.
+//! * [`envoy`]: start/validate Envoy, read its admin API, render config
+//!   templates from `<workspace>/envoy/`.
+//! * [`client`]: a WebSocket client with control over SNI, Host, headers and
+//!   subprotocols, and byte-exact session verification.
+//! * [`tls`]: test certificates (self-signed or from a test CA) and rustls
+//!   configs.
+//! * [`io`]: plain/TLS stream and minimal HTTP/1.1 helpers.
+//!
+//! See `host-tests/README.md` for the stand-in's wire protocol.
+
+pub mod client;
+pub mod dns;
+pub mod envoy;
+pub mod io;
+pub mod shipped;
+pub mod standin;
+pub mod tls;
+
+/// The loopback address `127.0.0.<n>` (every 127/8 address works on Linux
+/// without configuration).
+pub fn loopback(n: u8) -> std::net::IpAddr {
+    std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, n))
+}
