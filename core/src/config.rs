@@ -520,14 +520,15 @@ fn cluster_name(value: &Value, field: &str) -> Result<String, ConfigError> {
             if !name.is_empty()
                 && name.len() <= 255
                 && name.bytes().all(|b| {
-                    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':')
+                    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':' | b'|')
                 }) =>
         {
             Ok(name.to_string())
         }
+        // `|` for Istio's `outbound|443||host` cluster names.
         _ => Err(ConfigError::new(
             field,
-            "must be an Envoy cluster name (A-Z a-z 0-9 _ - . :)",
+            "must be an Envoy cluster name (A-Z a-z 0-9 _ - . : |)",
         )),
     }
 }

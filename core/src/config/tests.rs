@@ -1,5 +1,7 @@
 use super::*;
 use serde_json::json;
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
 
 const SECRET: &str = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldC0xMjM0NTY3ODkw"; // 45 bytes
 
@@ -232,6 +234,18 @@ fn origins_and_prefix_matching() {
     assert!(!c.is_console_path("/consoles"));
     assert!(!c.is_console_path("/"));
     assert!(!c.is_console_path("/%63onsole"));
+}
+
+#[test]
+fn istio_cluster_names_are_accepted() {
+    let mut c = minimal();
+    c["upstreams"]["hosts"] = json!({"vesxi01.sec.lab": "outbound|443||vesxi01.sec.lab"});
+    let c = parse(&c).unwrap();
+    let host = crate::target::parse_host("vesxi01.sec.lab").unwrap();
+    assert_eq!(
+        c.upstreams.cluster_for(&host),
+        Some("outbound|443||vesxi01.sec.lab")
+    );
 }
 
 #[test]
