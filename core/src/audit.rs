@@ -73,6 +73,8 @@ pub fn log_line(code: Code, audit: &Audit, client: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     #[test]
     fn line_shape() {

@@ -68,6 +68,8 @@ impl Cidr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()

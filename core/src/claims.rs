@@ -110,6 +110,8 @@ pub fn port(raw: &RawValue) -> Option<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     #[test]
     fn numeric_dates() {

@@ -348,6 +348,8 @@ pub fn encode_secret(secret: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     /// RFC 7515 Appendix A.1: the HS256 example, key and token verbatim.
     const RFC_KEY_JWK_K: &str =

@@ -115,6 +115,8 @@ pub fn token_param<'a>(path: &'a str, name: &str) -> TokenParam<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn facts(headers: &[(&'static str, &'static str)]) -> RequestFacts<'static> {
         RequestFacts::from_headers(headers.iter().copied(), None)
