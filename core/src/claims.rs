@@ -86,7 +86,7 @@ impl<'a> Claims<'a> {
 
 /// A raw claim as a string, if it is one (`null` counts as absent upstream).
 pub fn raw_str(raw: &RawValue) -> Option<Cow<'_, str>> {
-    serde_json::from_str::<Cow<'_, str>>(raw.get()).ok()
+    serde_json::from_slice::<Cow<'_, str>>(raw.get().as_bytes()).ok()
 }
 
 /// `aud` is a string or an array of strings (RFC 7519 §4.1.3); `None` when
@@ -95,13 +95,13 @@ pub fn audience_contains(raw: &RawValue, wanted: &str) -> Option<bool> {
     if let Some(single) = raw_str(raw) {
         return Some(single == wanted);
     }
-    let list: Vec<Cow<'_, str>> = serde_json::from_str(raw.get()).ok()?;
+    let list: Vec<Cow<'_, str>> = serde_json::from_slice(raw.get().as_bytes()).ok()?;
     Some(list.iter().any(|a| a == wanted))
 }
 
 /// `port`: a JSON integer 1..=65535, or the same as a decimal string.
 pub fn port(raw: &RawValue) -> Option<u16> {
-    if let Ok(n) = serde_json::from_str::<u64>(raw.get()) {
+    if let Ok(n) = serde_json::from_slice::<u64>(raw.get().as_bytes()) {
         return u16::try_from(n).ok().filter(|p| *p != 0);
     }
     raw_str(raw).and_then(|s| crate::target::parse_port(&s))

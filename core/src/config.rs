@@ -498,7 +498,7 @@ fn parse_upstreams(value: Option<&Value>) -> Result<Upstreams, ConfigError> {
             "needs at least one entry in hosts or host_suffixes",
         ));
     }
-    host_suffixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+    host_suffixes.sort_unstable_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
     Ok(Upstreams {
         cluster_header,
         hosts,

@@ -1,0 +1,495 @@
+//! Shared by the integration tests: where the modules are, and a small Envoy
+//! runner (own process group, killed on drop even during a panic).
+
+#![cfg(test)]
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// The exports every shipped module has, exactly.
+pub const SHIPPED_EXPORTS: &[&str] = &[
+    "memory",
+    "_initialize",
+    "proxy_abi_version_0_2_1",
+    "proxy_on_memory_allocate",
+    "proxy_on_context_create",
+    "proxy_on_vm_start",
+    "proxy_on_configure",
+    "proxy_on_request_headers",
+    "proxy_on_done",
+    "proxy_on_delete",
+];
+
+/// Callbacks the SDK exports that a shipped module must not.
+pub const REMOVED_CALLBACKS: &[&str] = &[
+    "proxy_on_log",
+    "proxy_on_request_body",
+    "proxy_on_request_trailers",
+    "proxy_on_response_headers",
+    "proxy_on_response_body",
+    "proxy_on_response_trailers",
+    "proxy_on_http_call_response",
+    "proxy_on_grpc_receive_initial_metadata",
+    "proxy_on_grpc_receive",
+    "proxy_on_grpc_receive_trailing_metadata",
+    "proxy_on_grpc_close",
+    "proxy_on_tick",
+    "proxy_on_queue_ready",
+    "proxy_on_foreign_function",
+    "proxy_on_new_connection",
+    "proxy_on_downstream_data",
+    "proxy_on_upstream_data",
+    "proxy_on_downstream_connection_close",
+    "proxy_on_upstream_connection_close",
+];
+
+pub fn workspace_root() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.ancestors()
+        .nth(2)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| here.to_path_buf())
+}
+
+pub fn release_dir() -> PathBuf {
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => workspace_root().join("target"),
+    };
+    target.join("wasm32-wasip1").join("release")
+}
+
+/// `<name>.wasm` (shipped) or `<name>.raw.wasm`, read; a failure that says
+/// how to make it if it is not there.
+pub fn module(file: &str) -> (PathBuf, Vec<u8>) {
+    let path = release_dir().join(file);
+    match std::fs::read(&path) {
+        Ok(bytes) => (path, bytes),
+        Err(e) => panic!(
+            "{}: {e}: run `scripts/build-module.sh all` first",
+            path.display()
+        ),
+    }
+}
+
+pub fn export_names(wasm: &[u8]) -> Vec<String> {
+    let mut names: Vec<String> = mksgate_wasm_post::exports(wasm)
+        .expect("parse exports")
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    names.sort();
+    names
+}
+
+/// The shipped module, checked to be the processed one (a plain `cargo
+/// build` puts cargo's raw output back in its place).
+pub fn shipped(name: &str) -> PathBuf {
+    let (path, bytes) = module(&format!("{name}.wasm"));
+    let names = export_names(&bytes);
+    let mut want: Vec<String> = SHIPPED_EXPORTS.iter().map(|s| s.to_string()).collect();
+    want.sort();
+    assert_eq!(
+        names,
+        want,
+        "{} is not the shipped module (a plain `cargo build` copies cargo's raw output over it): run `scripts/build-module.sh all`",
+        path.display()
+    );
+    path
+}
+
+// ---- Envoy ----
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+pub fn envoy_bin() -> PathBuf {
+    let path = match std::env::var_os("ENVOY_BIN") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => workspace_root().join(".tools/envoy/envoy/_bin/envoy"),
+    };
+    assert!(
+        path.is_file(),
+        "Envoy binary not found at {}: run scripts/setup.sh (or set ENVOY_BIN)",
+        path.display()
+    );
+    path
+}
+
+/// The smallest bootstrap that runs `module` as an HTTP filter with
+/// `plugin_config`, in front of a route that answers `200 routed\n` itself.
+pub fn config(module: &Path, vm: &str, plugin_config: &str) -> String {
+    config_with_upstream(module, vm, plugin_config, None)
+}
+
+/// [`config`], plus (with `Some(port)`) a route for `/ws` to an upstream on
+/// 127.0.0.1:`port`.
+pub fn config_with_upstream(
+    module: &Path,
+    vm: &str,
+    plugin_config: &str,
+    upstream: Option<u16>,
+) -> String {
+    let plugin = plugin_config.replace('\'', "''");
+    let (ws_route, clusters) = match upstream {
+        Some(port) => (
+            "              - match: { prefix: /ws }\n                route: { cluster: up, timeout: 10s }\n"
+                .to_string(),
+            format!(
+                r#"  clusters:
+  - name: up
+    type: STATIC
+    connect_timeout: 2s
+    load_assignment:
+      cluster_name: up
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}
+"#
+            ),
+        ),
+        None => (String::new(), String::new()),
+    };
+    format!(
+        r#"admin:
+  address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
+static_resources:
+  listeners:
+  - name: http
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: t
+          codec_type: HTTP1
+          upgrade_configs: [{{ upgrade_type: websocket }}]
+          route_config:
+            name: r
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+{ws_route}              - match: {{ prefix: / }}
+                direct_response: {{ status: 200, body: {{ inline_string: "routed\n" }} }}
+          http_filters:
+          - name: envoy.filters.http.wasm
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                name: {vm}
+                root_id: {vm}
+                failure_policy: FAIL_CLOSED
+                vm_config:
+                  vm_id: {vm}
+                  runtime: envoy.wasm.runtime.v8
+                  code: {{ local: {{ filename: "{module}" }} }}
+                configuration:
+                  "@type": type.googleapis.com/google.protobuf.StringValue
+                  value: '{plugin}'
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+{clusters}"#,
+        module = module.display(),
+    )
+}
+
+/// A running Envoy in its own process group; dropping it kills the group.
+pub struct Envoy {
+    child: Child,
+    dir: PathBuf,
+    pub admin: SocketAddr,
+    pub listener: SocketAddr,
+}
+
+impl Envoy {
+    pub fn start(config_yaml: &str) -> Envoy {
+        Envoy::start_with(config_yaml, &[])
+    }
+
+    /// [`Envoy::start`] with more command-line arguments.
+    pub fn start_with(config_yaml: &str, extra_args: &[&str]) -> Envoy {
+        let bin = envoy_bin();
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let pid = std::process::id();
+        let dir = std::env::temp_dir().join(format!("mksgate-wasm-post-{pid}-{n}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let cfg = dir.join("envoy.yaml");
+        std::fs::write(&cfg, config_yaml).expect("write config");
+        let admin_path = dir.join("admin-address.txt");
+        let log = std::fs::File::create(dir.join("envoy.log")).expect("log file");
+        let log2 = log.try_clone().expect("log file");
+        // Unique per test process and per Envoy in it.
+        let base_id = 3_000_000 + (pid % 100_000) * 10 + n % 10;
+        let child = Command::new(&bin)
+            .arg("-c")
+            .arg(&cfg)
+            .args(["--base-id", &base_id.to_string()])
+            .arg("--disable-hot-restart")
+            .args(["--concurrency", "1", "--log-level", "info"])
+            .arg("--admin-address-path")
+            .arg(&admin_path)
+            .args(extra_args)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .process_group(0)
+            .spawn()
+            .expect("spawn envoy");
+        let mut envoy = Envoy {
+            child,
+            dir,
+            admin: SocketAddr::from(([127, 0, 0, 1], 0)),
+            listener: SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+        envoy.wait_ready(&admin_path);
+        envoy
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default()
+    }
+
+    fn assert_running(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("envoy exited ({status}); log:\n{}", self.log());
+        }
+    }
+
+    fn wait_ready(&mut self, admin_path: &Path) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            self.assert_running();
+            assert!(
+                Instant::now() < deadline,
+                "envoy not ready in 30 s; log:\n{}",
+                self.log()
+            );
+            if let Ok(text) = std::fs::read_to_string(admin_path) {
+                if let Ok(addr) = text.trim().parse::<SocketAddr>() {
+                    self.admin = addr;
+                    if let Ok(r) = http(addr, "GET", "/ready", "") {
+                        if r.status == 200 && r.body.trim() == "LIVE" {
+                            break;
+                        }
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let listeners = http(self.admin, "GET", "/listeners?format=json", "").expect("listeners");
+        let json: serde_json::Value =
+            serde_json::from_str(&listeners.body).expect("listeners json");
+        let port = json["listener_statuses"][0]["local_address"]["socket_address"]["port_value"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no listener port in {}", listeners.body));
+        self.listener = SocketAddr::from(([127, 0, 0, 1], u16::try_from(port).expect("port")));
+    }
+
+    pub fn request(&mut self, method: &str, path: &str, body: &str) -> Response {
+        self.assert_running();
+        http(self.listener, method, path, body)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}; log:\n{}", self.log()))
+    }
+
+    /// The admin `/stats` lines that contain `filter`.
+    pub fn stats(&self, filter: &str) -> Vec<String> {
+        let r = http(self.admin, "GET", "/stats", "").expect("stats");
+        r.body
+            .lines()
+            .filter(|l| l.contains(filter))
+            .map(str::to_string)
+            .collect()
+    }
+
+    pub fn stat(&self, name: &str) -> Option<u64> {
+        let prefix = format!("{name}: ");
+        self.stats(name)
+            .iter()
+            .find_map(|l| l.strip_prefix(&prefix).and_then(|v| v.trim().parse().ok()))
+    }
+
+    /// Envoy's log so far (waiting up to 5 s for `needle` to appear).
+    pub fn log_containing(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let log = self.log();
+            if log.contains(needle) || Instant::now() > deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let pgid = self.child.id() as libc::pid_t;
+        // SAFETY: signals our own child's process group (process_group(0)
+        // made the child its leader); no memory is touched.
+        unsafe {
+            libc::kill(-pgid, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // SAFETY: as above; the group may already be gone (ESRCH is fine).
+        unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
+        }
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            eprintln!(
+                "--- envoy log tail ({}):\n{}",
+                self.dir.display(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+/// One HTTP/1.1 request with `Connection: close`; reads to EOF.
+pub fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> std::io::Result<Response> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(10)))?;
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: a.lab\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes())?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other(format!("no response head in {text:?}")))?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad status line in {head:?}")))?;
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)?
+    } else {
+        body.to_string()
+    };
+    Ok(Response {
+        status,
+        head: head.to_string(),
+        body,
+    })
+}
+
+fn dechunk(mut rest: &str) -> std::io::Result<String> {
+    let bad = |what: &str| std::io::Error::other(format!("bad chunked body: {what}"));
+    let mut out = String::new();
+    loop {
+        let (size_line, after) = rest.split_once("\r\n").ok_or_else(|| bad("no size line"))?;
+        let size_hex = size_line.split(';').next().unwrap_or("").trim();
+        let size = usize::from_str_radix(size_hex, 16).map_err(|_| bad(size_line))?;
+        if size == 0 {
+            return Ok(out);
+        }
+        let chunk = after.get(..size).ok_or_else(|| bad("short chunk"))?;
+        out.push_str(chunk);
+        rest = after
+            .get(size..)
+            .and_then(|r| r.strip_prefix("\r\n"))
+            .ok_or_else(|| bad("no chunk end"))?;
+    }
+}
+
+/// An upstream on 127.0.0.1 that answers every request with `101 Switching
+/// Protocols`, then echoes what it receives, until the peer closes. Its
+/// threads end with the test process.
+pub fn echo_upgrade_upstream() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind upstream");
+    let port = listener.local_addr().expect("upstream addr").port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match conn.read(&mut byte) {
+                        Ok(1) => head.push(byte[0]),
+                        _ => return,
+                    }
+                }
+                let answer = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+                if conn.write_all(answer).is_err() {
+                    return;
+                }
+                let mut buf = [0u8; 4096];
+                loop {
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => {
+                            if conn.write_all(&buf[..n]).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// Upgrade `/ws` through Envoy, then send `chunks` messages one at a time,
+/// each echoed back before the next, and close.
+pub fn upgrade_and_echo(addr: SocketAddr, chunks: usize) {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    stream
+        .write_all(
+            b"GET /ws HTTP/1.1\r\nHost: a.lab\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .expect("send upgrade");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).expect("read 101");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    assert!(head.starts_with("HTTP/1.1 101"), "no upgrade: {head}");
+    for i in 0..chunks {
+        let message = format!("chunk {i}");
+        stream.write_all(message.as_bytes()).expect("send chunk");
+        let mut echo = vec![0u8; message.len()];
+        stream.read_exact(&mut echo).expect("read echo");
+        assert_eq!(echo, message.as_bytes());
+    }
+}
