@@ -216,7 +216,7 @@ fn refuse_unknown(
 ) -> Result<(), ConfigError> {
     match map.keys().find(|k| !known.contains(&k.as_str())) {
         Some(unknown) => Err(ConfigError::new(
-            join(prefix, &printable(unknown)),
+            join(prefix, &field_name(unknown)),
             format!("unknown field (known: {})", known.join(", ")),
         )),
         None => Ok(()),
@@ -225,6 +225,20 @@ fn refuse_unknown(
 
 /// Field names come from the operator's file, not a secret, but may hold
 /// anything; keep log lines single-line and short.
+/// An unknown key as a field name: plain when it looks like one, quoted
+/// otherwise, so even `""` or `"a.b"` shows up unambiguously.
+fn field_name(key: &str) -> String {
+    let plain = !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if plain {
+        printable(key)
+    } else {
+        format!("\"{}\"", printable(key))
+    }
+}
+
 fn printable(text: &str) -> String {
     text.chars()
         .take(64)

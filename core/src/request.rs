@@ -89,27 +89,30 @@ pub enum TokenParam<'a> {
 }
 
 /// Finds `name=value` in the query of `path`. No percent-decoding: a JWS is
-/// base64url and dots, so an escaped token is a malformed one. An empty
-/// value counts as missing. A fragment (which browsers never send) ends the
-/// query.
+/// base64url and dots, so an escaped token is a malformed one. A name given
+/// more than once is `Repeated` whatever the values (so `token=&token=X` and
+/// `token=X&token=` are refused alike); given once with an empty value it is
+/// `Missing`. A fragment (which browsers never send) ends the query.
 pub fn token_param<'a>(path: &'a str, name: &str) -> TokenParam<'a> {
     let Some((_, query)) = path.split_once('?') else {
         return TokenParam::Missing;
     };
     let query = query.split('#').next().unwrap_or_default();
-    let mut found = TokenParam::Missing;
+    let mut found: Option<&'a str> = None;
     for pair in query.split('&') {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         if key != name {
             continue;
         }
-        found = match found {
-            TokenParam::Missing if value.is_empty() => TokenParam::Missing,
-            TokenParam::Missing => TokenParam::One(value),
-            _ => return TokenParam::Repeated,
-        };
+        if found.is_some() {
+            return TokenParam::Repeated;
+        }
+        found = Some(value);
     }
-    found
+    match found {
+        Some(value) if !value.is_empty() => TokenParam::One(value),
+        _ => TokenParam::Missing,
+    }
 }
 
 #[cfg(test)]
