@@ -1,0 +1,755 @@
+//! Shared fixture for the end-to-end tests: the shipped
+//! `envoy/static-clusters.yaml` in real Envoy with the shipped module, in
+//! front of two ESXi stand-ins.
+//!
+//! Use it from a test file with `mod common;`. The API below is stable:
+//! other test files rely on it; add to it rather than change it.
+//!
+//! ```ignore
+//! let gw = Gateway::start().await?;                 // Envoy + 2 stand-ins
+//! let link = gw.new_link(A, json!({}));              // fresh ticket on A, signed
+//! let mut s = gw.expect_admitted(&link.path, &[]).await;   // 101
+//! gw.expect_refused(&link.path, &[], 403, "replayed").await; // one-line check
+//! gw.expect_refused(&gw.link(json!({"exp": now() - 100})), &[], 403, "expired").await;
+//! ```
+//!
+//! What [`Gateway::start_with`] sets up:
+//!
+//! * stand-in `vesxi01.sec.lab` on 127.0.0.2 ([`A`]) and `vesxi02.sec.lab`
+//!   on 127.0.0.3 ([`B`]), self-signed, pinned in Envoy by their SHA-256;
+//! * a gateway certificate for `console.example.com` ([`GATEWAY_NAME`])
+//!   issued by a throw-away [`TestCa`] that the client trusts;
+//! * a fresh 64-byte HMAC secret in `MKSGATE_KEY_2026_11` for Envoy
+//!   (64 bytes so a test can also build HS384/HS512 keys from it);
+//! * Envoy from `shipped::static_clusters`, optionally with shortened idle
+//!   timers ([`GatewayOpts::idle_timeout`]) or another plugin JSON
+//!   ([`GatewayOpts::plugin`]).
+//!
+//! The client side ([`Gateway::opts`]) connects to the listener over TLS with
+//! SNI and `Host` `console.example.com`, trusts only the test CA, sends
+//! `Origin: https://portal.example.com` and offers the wmks subprotocols.
+//!
+//! Every token and ticket the fixture hands out is remembered, so
+//! [`Gateway::assert_no_leaks`] can check that none of them (and not the
+//! secret) ever appears in Envoy's log or access log.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail, Context, Result};
+use mksgate_core::jws::{self, Alg, Key};
+use mksgate_core::Code;
+use mksgate_host_tests::client::{connect, ClientOpts, Outcome, Session};
+use mksgate_host_tests::envoy::{replace_exact, Envoy, EnvoyOpts};
+use mksgate_host_tests::io::HttpResponse;
+use mksgate_host_tests::loopback;
+use mksgate_host_tests::shipped;
+use mksgate_host_tests::standin::{RecordedRequest, Standin, StandinConfig};
+use mksgate_host_tests::tls::{CertKey, TestCa, Trust};
+use serde_json::{json, Value};
+
+/// ESXi host A (stand-in on 127.0.0.2, cluster `esxi_vesxi01`).
+pub const A: &str = "vesxi01.sec.lab";
+/// ESXi host B (stand-in on 127.0.0.3, cluster `esxi_vesxi02`).
+pub const B: &str = "vesxi02.sec.lab";
+/// The gateway's name (certificate, SNI, `Host`).
+pub const GATEWAY_NAME: &str = "console.example.com";
+/// A short bound for single steps.
+pub const T: Duration = Duration::from_secs(5);
+
+/// Runs a test body under a time bound; panics (fails) when it is exceeded.
+pub async fn bounded<F: Future<Output = ()>>(secs: u64, f: F) {
+    tokio::time::timeout(Duration::from_secs(secs), f)
+        .await
+        .unwrap_or_else(|_| panic!("test exceeded its bound of {secs} s"));
+}
+
+/// Seconds since the epoch.
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// `n` random bytes as lowercase hex.
+pub fn random_hex(n: usize) -> String {
+    random_bytes(n).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `n` random bytes.
+pub fn random_bytes(n: usize) -> Vec<u8> {
+    use ring::rand::SecureRandom;
+    let mut out = vec![0u8; n];
+    ring::rand::SystemRandom::new()
+        .fill(&mut out)
+        .unwrap_or_else(|_| panic!("no randomness"));
+    out
+}
+
+/// `base` with `overrides` merged in at the top level; an override of
+/// `null` removes the claim.
+pub fn merge(base: &Value, overrides: &Value) -> Value {
+    let mut out = base.clone();
+    if let (Some(map), Some(over)) = (out.as_object_mut(), overrides.as_object()) {
+        for (k, v) in over {
+            if v.is_null() {
+                map.remove(k);
+            } else {
+                map.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    out
+}
+
+/// Raises this process's open-file soft limit to at least `want` (capped at
+/// the hard limit); children started afterwards (Envoy) inherit it. Returns
+/// the soft limit in effect. (Linux: `rlim_t` is `u64`.)
+pub fn raise_fd_limit(want: u64) -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscalls on a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        if lim.rlim_cur < want {
+            lim.rlim_cur = std::cmp::min(want, lim.rlim_max);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+    }
+    lim.rlim_cur
+}
+
+/// Options for [`Gateway::start_with`].
+#[derive(Clone, Debug)]
+pub struct GatewayOpts {
+    /// Envoy worker threads (`--concurrency`). Default 1.
+    pub concurrency: u32,
+    /// Replace the shipped 3600 s idle timers with this (e.g. `"3s"`), via
+    /// `shipped::with_idle_timeout` (which fails unless the shipped values
+    /// are the long ones).
+    pub idle_timeout: Option<String>,
+    /// Stand-in push frames: `Some((interval, payload bytes))`, or `None`
+    /// for an idle console. Default 50 ms, 64 bytes.
+    pub push: Option<(Duration, usize)>,
+    /// Replace the shipped plugin JSON with this one (see [`plugin_json`]).
+    pub plugin: Option<Value>,
+    /// Envoy `--component-log-level`, e.g. `wasm:debug`.
+    pub component_log_level: Option<String>,
+}
+
+impl Default for GatewayOpts {
+    fn default() -> Self {
+        GatewayOpts {
+            concurrency: 1,
+            idle_timeout: None,
+            push: Some((Duration::from_millis(50), 64)),
+            plugin: None,
+            component_log_level: None,
+        }
+    }
+}
+
+/// A link the fixture made.
+#[derive(Clone, Debug)]
+pub struct Link {
+    /// Path and query to request: `/console?token=<token>`.
+    pub path: String,
+    /// The signed token.
+    pub token: String,
+    /// The ticket in it (issued by the stand-in of `host`).
+    pub ticket: String,
+    /// The host claim's stand-in name.
+    pub host: String,
+    /// The claims as signed.
+    pub claims: Value,
+}
+
+/// Shipped Envoy + module + two ESXi stand-ins. Dropping it stops Envoy
+/// (process group) and the stand-ins.
+pub struct Gateway {
+    /// The running Envoy (admin API, log, temp dir).
+    pub envoy: Envoy,
+    /// The stand-ins: `[A, B]`.
+    pub esxi: [Standin; 2],
+    /// CA of the gateway certificate (the client trusts it).
+    pub ca: TestCa,
+    /// The gateway certificate.
+    pub gateway_cert: CertKey,
+    /// Where the client connects: `127.0.0.1:<listener port>`.
+    pub addr: SocketAddr,
+    /// The raw HMAC secret (64 bytes).
+    pub secret: Vec<u8>,
+    /// The secret as Envoy's environment holds it (base64url).
+    pub secret_b64: String,
+    /// The configured key (kid `2026-11`, HS256).
+    pub key: Key,
+    /// The Envoy config as started (with `@TMPDIR@` still in it).
+    pub yaml: String,
+    handed_out: Mutex<Vec<String>>,
+}
+
+impl Gateway {
+    /// [`Gateway::start_with`] with the defaults.
+    pub async fn start() -> Result<Gateway> {
+        Gateway::start_with(GatewayOpts::default()).await
+    }
+
+    /// Starts the stand-ins and Envoy; fails (never skips) when Envoy or the
+    /// shipped module is missing.
+    pub async fn start_with(opts: GatewayOpts) -> Result<Gateway> {
+        let standin = |name: &str, n: u8| {
+            let cfg = StandinConfig::new(name, loopback(n));
+            match opts.push {
+                Some((every, bytes)) => cfg.push(every, bytes),
+                None => cfg.no_push(),
+            }
+        };
+        let a = Standin::start(standin(A, 2)).await?;
+        let b = Standin::start(standin(B, 3)).await?;
+        let ca = TestCa::new("mksgate e2e gateway CA")?;
+        let gateway_cert = ca.issue(&[GATEWAY_NAME])?;
+        let secret = random_bytes(64);
+        let secret_b64 = jws::encode_secret(&secret);
+        let key = Key::new(Some(shipped::KID.to_string()), Alg::HS256, &secret)
+            .map_err(|e| anyhow!("building the test key: {e:?}"))?;
+
+        let mut yaml = shipped::static_clusters(&[
+            shipped::Upstream {
+                addr: a.local_addr(),
+                pin: a.cert_sha256_hex(),
+            },
+            shipped::Upstream {
+                addr: b.local_addr(),
+                pin: b.cert_sha256_hex(),
+            },
+        ])?;
+        if let Some(t) = &opts.idle_timeout {
+            yaml = shipped::with_idle_timeout(&yaml, t)?;
+        }
+        if let Some(plugin) = &opts.plugin {
+            yaml = with_plugin_json(&yaml, plugin)?;
+        }
+        let envoy = Envoy::start(
+            &yaml,
+            EnvoyOpts {
+                concurrency: opts.concurrency,
+                component_log_level: opts.component_log_level.clone(),
+                files: vec![
+                    (
+                        shipped::GATEWAY_CERT_FILE.to_string(),
+                        gateway_cert.chain_pem().into_bytes(),
+                    ),
+                    (
+                        shipped::GATEWAY_KEY_FILE.to_string(),
+                        gateway_cert.key_pem.clone().into_bytes(),
+                    ),
+                ],
+                env: vec![(shipped::KEY_ENV.to_string(), secret_b64.clone())],
+                ..EnvoyOpts::default()
+            },
+        )
+        .await?;
+        let port = envoy.port_for(shipped::LISTENER).await?;
+        Ok(Gateway {
+            envoy,
+            esxi: [a, b],
+            ca,
+            gateway_cert,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            secret,
+            secret_b64,
+            key,
+            yaml,
+            handed_out: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Stand-in A (`vesxi01.sec.lab`).
+    pub fn a(&self) -> &Standin {
+        &self.esxi[0]
+    }
+
+    /// Stand-in B (`vesxi02.sec.lab`).
+    pub fn b(&self) -> &Standin {
+        &self.esxi[1]
+    }
+
+    /// The stand-in called `host` (case-insensitive). Panics for others.
+    pub fn standin(&self, host: &str) -> &Standin {
+        self.esxi
+            .iter()
+            .find(|s| s.name().eq_ignore_ascii_case(host))
+            .unwrap_or_else(|| panic!("no stand-in called {host}"))
+    }
+
+    /// Remember a string (token, ticket) for [`Self::assert_no_leaks`].
+    pub fn remember(&self, s: &str) {
+        self.handed_out
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(s.to_string());
+    }
+
+    /// Everything remembered so far.
+    pub fn handed_out(&self) -> Vec<String> {
+        self.handed_out
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Claims the shipped config admits: `host` + `ticket`, `aud`, `iss`,
+    /// `iat` = now, `exp` = now + 60, a fresh `jti`, `sub`, `tenant`.
+    pub fn standard_claims(&self, host: &str, ticket: &str) -> Value {
+        let t = now();
+        json!({
+            "host": host,
+            "ticket": ticket,
+            "aud": shipped::AUDIENCE,
+            "iss": shipped::ISSUER,
+            "iat": t,
+            "exp": t + 60,
+            "jti": random_hex(16),
+            "sub": "e2e-user",
+            "tenant": "e2e-tenant",
+        })
+    }
+
+    /// Signs `claims` with the configured key (header
+    /// `{"alg":"HS256","typ":"JWT","kid":"2026-11"}`); remembers the token.
+    pub fn sign(&self, claims: &Value) -> String {
+        let token = jws::sign(&self.key, claims.to_string().as_bytes());
+        self.remember(&token);
+        token
+    }
+
+    /// Signs with the configured secret under an arbitrary header JSON
+    /// (the MAC is HS256 unless `alg` is given, then that alg's MAC over the
+    /// same secret); remembers the token.
+    pub fn sign_with_header(&self, header: &Value, claims: &Value, alg: Alg) -> String {
+        let key = Key::new(Some(shipped::KID.to_string()), alg, &self.secret)
+            .unwrap_or_else(|e| panic!("key for {alg:?}: {e:?}"));
+        let token = jws::sign_with_header(
+            &key,
+            header.to_string().as_bytes(),
+            claims.to_string().as_bytes(),
+        );
+        self.remember(&token);
+        token
+    }
+
+    /// `/console?token=<token>`.
+    pub fn path_for(token: &str) -> String {
+        format!("/console?token={token}")
+    }
+
+    /// A signed link to `host` with a fresh ticket from its stand-in and the
+    /// [`Self::standard_claims`] with `overrides` merged in (`null` removes
+    /// a claim). A `ticket` override replaces the issued ticket in the
+    /// claims (the issued one is still returned in [`Link::ticket`] unless
+    /// the override is a string, which is then returned).
+    pub fn new_link(&self, host: &str, overrides: Value) -> Link {
+        let ticket = self.standin(host).issue_ticket();
+        self.remember(&ticket);
+        let claims = merge(&self.standard_claims(host, &ticket), &overrides);
+        let ticket = claims["ticket"].as_str().unwrap_or(&ticket).to_string();
+        let token = self.sign(&claims);
+        Link {
+            path: Gateway::path_for(&token),
+            token,
+            ticket,
+            host: host.to_string(),
+            claims,
+        }
+    }
+
+    /// Path + query of [`Self::new_link`] to host A.
+    pub fn link(&self, overrides: Value) -> String {
+        self.new_link(A, overrides).path
+    }
+
+    /// `wss://console.example.com:<port><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("wss://{GATEWAY_NAME}:{}{path}", self.addr.port())
+    }
+
+    /// Client options without `Origin` and without subprotocols: TLS to the
+    /// listener, SNI `console.example.com`, only the test CA trusted.
+    pub fn bare_opts(&self) -> ClientOpts {
+        ClientOpts::new()
+            .connect_to(self.addr)
+            .trust(Trust::Roots(vec![self.ca.cert_der()]))
+            .sni(GATEWAY_NAME)
+    }
+
+    /// What a browser running the wmks console sends: [`Self::bare_opts`]
+    /// plus `Origin: https://portal.example.com` and the wmks subprotocols.
+    pub fn opts(&self) -> ClientOpts {
+        self.bare_opts()
+            .header("Origin", shipped::ORIGIN)
+            .wmks_protocols()
+    }
+
+    /// Connect with [`Self::opts`] plus `extra` headers.
+    pub async fn connect(&self, path: &str, extra: &[(&str, &str)]) -> Result<Outcome> {
+        let mut opts = self.opts();
+        for (k, v) in extra {
+            opts = opts.header(k, v);
+        }
+        self.connect_with(path, &opts).await
+    }
+
+    /// Connect with explicit options.
+    pub async fn connect_with(&self, path: &str, opts: &ClientOpts) -> Result<Outcome> {
+        connect(&self.url(path), opts)
+            .await
+            .with_context(|| format!("connecting to {}", short(path)))
+    }
+
+    /// Asserts that [`Self::connect`] is refused by the filter with `status`,
+    /// body `<code>\n` and `x-mksgate-decision: <code>`, and that neither
+    /// stand-in saw a TLS connection or a request meanwhile.
+    pub async fn expect_refused(
+        &self,
+        path: &str,
+        extra: &[(&str, &str)],
+        status: u16,
+        code: &str,
+    ) -> HttpResponse {
+        let mut opts = self.opts();
+        for (k, v) in extra {
+            opts = opts.header(k, v);
+        }
+        self.expect_refused_with(path, &opts, status, code).await
+    }
+
+    /// [`Self::expect_refused`] with explicit options.
+    pub async fn expect_refused_with(
+        &self,
+        path: &str,
+        opts: &ClientOpts,
+        status: u16,
+        code: &str,
+    ) -> HttpResponse {
+        let before = self.upstream_activity();
+        let r = self
+            .connect_with(path, opts)
+            .await
+            .unwrap_or_else(|e| panic!("{code}: {e:#}"))
+            .refusal()
+            .unwrap_or_else(|e| panic!("expected {status} {code} for {}: {e:#}", short(path)));
+        assert_eq!(
+            (
+                r.status,
+                r.body_text().as_str(),
+                r.header("x-mksgate-decision")
+            ),
+            (status, format!("{code}\n").as_str(), Some(code)),
+            "refusal of {}",
+            short(path)
+        );
+        // Give a (wrongly) forwarded request time to show up.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(
+            self.upstream_activity(),
+            before,
+            "{code}: a refused request reached an upstream"
+        );
+        r
+    }
+
+    /// Asserts that [`Self::connect`] gets a WebSocket session (101).
+    pub async fn expect_admitted(&self, path: &str, extra: &[(&str, &str)]) -> Session {
+        self.connect(path, extra)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"))
+            .session()
+            .unwrap_or_else(|e| panic!("admission of {}: {e:#}", short(path)))
+    }
+
+    /// (TLS handshakes, requests) seen by both stand-ins together.
+    pub fn upstream_activity(&self) -> (usize, usize) {
+        self.esxi.iter().fold((0, 0), |(h, r), s| {
+            (h + s.handshakes().len(), r + s.requests().len())
+        })
+    }
+
+    /// The requests stand-in `host` recorded for `ticket`.
+    pub fn requests_for(&self, host: &str, ticket: &str) -> Vec<RecordedRequest> {
+        self.standin(host)
+            .requests()
+            .into_iter()
+            .filter(|r| r.ticket.as_deref() == Some(ticket))
+            .collect()
+    }
+
+    /// All counters and gauges from Envoy's `/stats`.
+    pub async fn stats(&self) -> Result<BTreeMap<String, u64>> {
+        self.envoy.stats().await
+    }
+
+    /// `wasmcustom.mksgate.decision.<code>` for every code of the contract
+    /// (0 when Envoy does not show it), keyed by code.
+    pub async fn decision_counts(&self) -> Result<BTreeMap<String, u64>> {
+        let stats = self.stats().await?;
+        let mut out: BTreeMap<String, u64> = Code::ALL
+            .iter()
+            .map(|c| (c.as_str().to_string(), 0))
+            .collect();
+        for (name, value) in stats {
+            if let Some(code) = name.strip_prefix("wasmcustom.mksgate.decision.") {
+                out.insert(code.to_string(), value);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Polls [`Self::decision_counts`] until it equals `want` (codes not in
+    /// `want` must be 0); fails with both maps after `timeout`.
+    pub async fn wait_decision_counts(
+        &self,
+        want: &BTreeMap<String, u64>,
+        timeout: Duration,
+    ) -> Result<()> {
+        let mut full: BTreeMap<String, u64> = Code::ALL
+            .iter()
+            .map(|c| (c.as_str().to_string(), 0))
+            .collect();
+        full.extend(want.iter().map(|(k, v)| (k.clone(), *v)));
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let got = self.decision_counts().await?;
+            if got == full {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!("decision counters: got {got:?}, want {full:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Envoy's own log (`--log-path`).
+    pub fn envoy_log(&self) -> String {
+        std::fs::read_to_string(self.envoy.dir().join("envoy.log")).unwrap_or_default()
+    }
+
+    /// Envoy's stdout/stderr: where the shipped stdout access log goes.
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(self.envoy.dir().join("stdout-stderr.log")).unwrap_or_default()
+    }
+
+    /// The filter's decision lines in Envoy's log, parsed
+    /// (`{"mksgate":"decision","code":...}`).
+    pub fn decision_log_lines(&self) -> Vec<Value> {
+        self.envoy_log()
+            .lines()
+            .filter_map(|l| l.find(r#"{"mksgate":"decision""#).map(|i| &l[i..]))
+            .map(|j| serde_json::from_str(j).unwrap_or_else(|e| panic!("decision line {j:?}: {e}")))
+            .collect()
+    }
+
+    /// The JSON access-log lines on Envoy's stdout.
+    pub fn access_log_lines(&self) -> Vec<Value> {
+        self.access_log()
+            .lines()
+            .filter(|l| l.trim_start().starts_with('{'))
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v.get("decision").is_some())
+            .collect()
+    }
+
+    /// Polls the access-log lines until `pred` holds for them (access logs
+    /// are written when a stream ends, and flushed by Envoy a little later);
+    /// fails with the log after `timeout`.
+    pub async fn wait_access_log(
+        &self,
+        pred: impl Fn(&[Value]) -> bool,
+        timeout: Duration,
+    ) -> Result<Vec<Value>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let lines = self.access_log_lines();
+            if pred(&lines) {
+                return Ok(lines);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!(
+                    "the access log did not show what was expected within {timeout:?}:\n{}",
+                    self.access_log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Access-log `decision` values counted, polled until there are at
+    /// least `n` lines (access logs are written when a stream ends).
+    pub async fn access_log_decisions(
+        &self,
+        n: usize,
+        timeout: Duration,
+    ) -> Result<BTreeMap<String, u64>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let lines = self.access_log_lines();
+            if lines.len() >= n || tokio::time::Instant::now() >= deadline {
+                if lines.len() < n {
+                    bail!(
+                        "{} access-log lines after {timeout:?}, want {n}:\n{}",
+                        lines.len(),
+                        self.access_log()
+                    );
+                }
+                let mut out = BTreeMap::new();
+                for l in lines {
+                    let d = l["decision"].as_str().unwrap_or("(not a string)");
+                    *out.entry(d.to_string()).or_insert(0) += 1;
+                }
+                return Ok(out);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Asserts that no token or ticket the fixture handed out (or that a
+    /// test [`Self::remember`]ed), and not the secret, appears in Envoy's
+    /// log or its stdout (access log). Strings shorter than 16 characters
+    /// are skipped (they would match by chance).
+    pub fn assert_no_leaks(&self) {
+        let logs = [
+            ("Envoy log", self.envoy_log()),
+            ("access log (stdout)", self.access_log()),
+        ];
+        let mut checked = 0;
+        for s in self.handed_out().iter().filter(|s| s.len() >= 16) {
+            for (what, text) in &logs {
+                assert!(
+                    !text.contains(s.as_str()),
+                    "{what} contains a token or ticket: {}",
+                    short(s)
+                );
+                // A token's signature alone is a secret-derived value too.
+                if let Some(sig) = s.rsplit('.').next().filter(|p| p.len() >= 16) {
+                    assert!(!text.contains(sig), "{what} contains a token signature");
+                }
+            }
+            checked += 1;
+        }
+        for (what, text) in &logs {
+            assert!(
+                !text.contains(&self.secret_b64),
+                "{what} contains the secret"
+            );
+        }
+        assert!(checked > 0, "nothing was handed out to check");
+    }
+}
+
+/// First 60 characters, for messages.
+pub fn short(s: &str) -> String {
+    if s.len() > 60 {
+        format!("{}...({} bytes)", &s[..60], s.len())
+    } else {
+        s.to_string()
+    }
+}
+
+/// Decodes a compact JWS's payload (no verification).
+pub fn token_payload(token: &str) -> Value {
+    let payload = token.split('.').nth(1).unwrap_or_default();
+    let bytes = jws::decode_secret(payload).unwrap_or_else(|| panic!("payload not base64url"));
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("payload not JSON: {e}"))
+}
+
+/// `token` with its payload replaced by `claims`, header and signature kept
+/// (what an attacker editing a link can do).
+pub fn with_payload(token: &str, claims: &Value) -> String {
+    let mut parts = token.split('.');
+    let header = parts.next().unwrap_or_default();
+    let _ = parts.next();
+    let sig = parts.next().unwrap_or_default();
+    format!(
+        "{header}.{}.{sig}",
+        jws::encode_secret(claims.to_string().as_bytes())
+    )
+}
+
+/// The plugin configuration block of a shipped Envoy config: the literal
+/// text (as indented in the YAML) and its parsed JSON.
+pub fn plugin_json(yaml: &str) -> Result<(String, Value)> {
+    let marker = "\"@type\": type.googleapis.com/google.protobuf.StringValue";
+    let start = yaml
+        .find(marker)
+        .ok_or_else(|| anyhow!("no StringValue plugin configuration in the config"))?;
+    let after = &yaml[start..];
+    let value_at = after
+        .find("value: |\n")
+        .ok_or_else(|| anyhow!("plugin configuration is not a `value: |` block"))?;
+    let value_line_start = after[..value_at].rfind('\n').map_or(0, |i| i + 1);
+    let indent = value_at - value_line_start;
+    let body_start = value_at + "value: |\n".len();
+    let mut end = body_start;
+    for line in after[body_start..].split_inclusive('\n') {
+        let spaces = line.len() - line.trim_start_matches(' ').len();
+        if !line.trim().is_empty() && spaces <= indent {
+            break;
+        }
+        end += line.len();
+    }
+    let block = after[body_start..end].to_string();
+    let value: Value = serde_json::from_str(&block).context("plugin configuration JSON")?;
+    Ok((block, value))
+}
+
+/// `yaml` with its plugin JSON replaced by `json` (pretty-printed, indented
+/// like the original block), through `replace_exact`.
+pub fn with_plugin_json(yaml: &str, json: &Value) -> Result<String> {
+    let (block, _) = plugin_json(yaml)?;
+    let indent = block.len() - block.trim_start_matches(' ').len();
+    let pad = " ".repeat(indent);
+    let pretty = serde_json::to_string_pretty(json)?;
+    let mut new_block = String::new();
+    for line in pretty.lines() {
+        new_block.push_str(&pad);
+        new_block.push_str(line);
+        new_block.push('\n');
+    }
+    replace_exact(yaml, &[(block.as_str(), new_block.as_str())])
+}
+
+/// The shipped static-clusters config with placeholder upstreams (for
+/// `envoy --mode validate`, which connects nowhere).
+pub fn shipped_static_for_validation() -> Result<String> {
+    let up = |n: u8| shipped::Upstream {
+        addr: SocketAddr::new(loopback(n), 9),
+        pin: "ab".repeat(32),
+    };
+    shipped::static_clusters(&[up(2), up(3)])
+}
+
+/// The session's upstream request on `host`, waiting (bounded) for it.
+pub async fn upstream_request(gw: &Gateway, host: &str, ticket: &str) -> RecordedRequest {
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let found = gw.requests_for(host, ticket);
+        if let Some(r) = found.into_iter().next() {
+            return r;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("{host} saw no request for ticket {}", short(ticket));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
