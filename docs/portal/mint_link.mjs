@@ -1,10 +1,11 @@
 // Mint an mksgate console link with jose (npm install jose).
 //
-// Usage: MKSGATE_KEY=<base64url secret> node mint_link.mjs GATEWAY HOST TICKET [KID]
+// Usage: MKSGATE_KEY=<base64url secret> [MKSGATE_AUDIENCE=...] [MKSGATE_ISSUER=...] \
+//        node mint_link.mjs GATEWAY HOST TICKET [KID]
 import { SignJWT } from "jose";
 import { randomUUID } from "node:crypto";
 
-export async function mintLink({ gateway, host, ticket, secretB64url, kid, audience, ttl = 60 }) {
+export async function mintLink({ gateway, host, ticket, secretB64url, kid, audience, issuer, ttl = 60 }) {
   // The secret is base64url, as `mksgate keygen` prints it.
   const secret = new Uint8Array(Buffer.from(secretB64url, "base64url"));
   let jwt = new SignJWT({ host, ticket })
@@ -13,6 +14,7 @@ export async function mintLink({ gateway, host, ticket, secretB64url, kid, audie
     .setExpirationTime(`${ttl}s`)
     .setJti(randomUUID()); // one-time links need a fresh jti per link
   if (audience) jwt = jwt.setAudience(audience);
+  if (issuer) jwt = jwt.setIssuer(issuer);
   const token = await jwt.sign(secret);
   return `wss://${gateway}/console?token=${token}`;
 }
@@ -22,4 +24,5 @@ console.log(await mintLink({
   gateway, host, ticket, kid,
   secretB64url: process.env.MKSGATE_KEY,
   audience: process.env.MKSGATE_AUDIENCE,
+  issuer: process.env.MKSGATE_ISSUER,
 }));

@@ -1,0 +1,343 @@
+//! `scripts/oci-image.sh` packs the shipped module as an OCI image layout
+//! that Istio's WasmPlugin can pull (the "compat" Wasm image: one gzip tar
+//! layer holding `plugin.wasm`). Checked by hand (layout files, every blob's
+//! digest and size, the layer's exact contents, the printed sha256,
+//! reproducibility) and by a third-party tool, skopeo (`skopeo inspect`,
+//! `skopeo copy` to a plain directory), which scripts/setup.sh installs.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mksgate_host_tests::envoy::workspace_root;
+use mksgate_host_tests::shipped;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+const TAG: &str = "test";
+
+fn sha256_hex(data: &[u8]) -> String {
+    Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(what: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!(
+            "mksgate-{what}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if !std::thread::panicking() && std::env::var_os("MKSGATE_KEEP_TMP").is_none() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn on_path(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+        .unwrap_or(false)
+}
+
+/// Runs a command with a time bound (killed if it overruns); stdout, or a
+/// panic with stderr.
+fn run_bounded(cmd: &mut Command, limit: Duration) -> String {
+    let shown = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {shown}: {e}"));
+    // Drain both pipes on threads so a chatty child cannot block.
+    let mut out_pipe = child.stdout.take().unwrap();
+    let mut err_pipe = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out_pipe.read_to_string(&mut s);
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err_pipe.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{shown} did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let (out, err) = (out.join().unwrap(), err.join().unwrap());
+    assert!(status.success(), "{shown}: {status}\n{out}\n{err}");
+    out
+}
+
+/// Runs scripts/oci-image.sh; returns its stdout.
+fn pack(module: &Path, out: &Path) -> String {
+    for tool in ["bash", "python3", "tar", "gzip"] {
+        assert!(
+            on_path(tool),
+            "`{tool}` not found: scripts/oci-image.sh needs it"
+        );
+    }
+    run_bounded(
+        Command::new("bash")
+            .arg(workspace_root().join("scripts/oci-image.sh"))
+            .arg(module)
+            .arg(out)
+            .arg(TAG),
+        Duration::from_secs(60),
+    )
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn blob_path(layout: &Path, digest: &str) -> PathBuf {
+    let hex = digest
+        .strip_prefix("sha256:")
+        .unwrap_or_else(|| panic!("not a sha256 digest: {digest}"));
+    layout.join("blobs/sha256").join(hex)
+}
+
+/// A descriptor's blob: exists, has the descriptor's size and digest.
+fn blob(layout: &Path, descriptor: &Value) -> Vec<u8> {
+    let digest = descriptor["digest"].as_str().unwrap();
+    let data = std::fs::read(blob_path(layout, digest)).unwrap();
+    assert_eq!(
+        data.len() as u64,
+        descriptor["size"].as_u64().unwrap(),
+        "{digest}"
+    );
+    assert_eq!(format!("sha256:{}", sha256_hex(&data)), digest);
+    data
+}
+
+/// One file of a tar: path, type, bytes.
+type TarEntry = (String, tar::EntryType, Vec<u8>);
+
+/// The uncompressed tar and its entries.
+fn untar_gz(data: &[u8]) -> (Vec<u8>, Vec<TarEntry>) {
+    let mut tar_bytes = Vec::new();
+    flate2::read::GzDecoder::new(data)
+        .read_to_end(&mut tar_bytes)
+        .expect("the layer is not gzip");
+    let mut entries = Vec::new();
+    let mut archive = tar::Archive::new(tar_bytes.as_slice());
+    for e in archive.entries().expect("the layer is not a tar") {
+        let mut e = e.unwrap();
+        let path = e.path().unwrap().to_string_lossy().into_owned();
+        let kind = e.header().entry_type();
+        let mut bytes = Vec::new();
+        e.read_to_end(&mut bytes).unwrap();
+        entries.push((path, kind, bytes));
+    }
+    (tar_bytes, entries)
+}
+
+/// The layer holds exactly `plugin.wasm`, a regular file equal to `module`.
+fn check_layer(layer: &[u8], module: &[u8]) -> Vec<u8> {
+    let (tar_bytes, entries) = untar_gz(layer);
+    let names: Vec<&str> = entries.iter().map(|e| e.0.as_str()).collect();
+    assert_eq!(
+        names,
+        vec!["plugin.wasm"],
+        "the layer must hold plugin.wasm only"
+    );
+    assert_eq!(entries[0].1, tar::EntryType::Regular);
+    assert!(
+        entries[0].2 == module,
+        "plugin.wasm differs from the module"
+    );
+    tar_bytes
+}
+
+#[test]
+fn oci_layout_holds_the_module_and_its_digests() {
+    let module_path = shipped::module_path().unwrap();
+    let module = std::fs::read(&module_path).unwrap();
+    let tmp = TempDir::new("oci");
+    let layout = tmp.0.join("oci");
+    let printed = pack(&module_path, &layout);
+
+    // oci-layout and index.json.
+    assert_eq!(
+        read_json(&layout.join("oci-layout")),
+        serde_json::json!({"imageLayoutVersion": "1.0.0"})
+    );
+    let index = read_json(&layout.join("index.json"));
+    assert_eq!(index["schemaVersion"], 2);
+    let manifests = index["manifests"].as_array().unwrap();
+    assert_eq!(manifests.len(), 1);
+    let desc = &manifests[0];
+    assert_eq!(
+        desc["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    assert_eq!(
+        desc["annotations"]["org.opencontainers.image.ref.name"],
+        TAG
+    );
+
+    // Every file in blobs/sha256 is named by its own digest.
+    let mut blobs = Vec::new();
+    for entry in std::fs::read_dir(layout.join("blobs/sha256")).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let data = std::fs::read(entry.path()).unwrap();
+        assert_eq!(sha256_hex(&data), name, "blob named for another digest");
+        blobs.push(format!("sha256:{name}"));
+    }
+    blobs.sort();
+
+    // Manifest -> config + one layer, each matching its descriptor.
+    let manifest: Value = serde_json::from_slice(&blob(&layout, desc)).unwrap();
+    assert_eq!(manifest["schemaVersion"], 2);
+    assert_eq!(
+        manifest["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    let config_desc = &manifest["config"];
+    assert_eq!(
+        config_desc["mediaType"],
+        "application/vnd.oci.image.config.v1+json"
+    );
+    let config: Value = serde_json::from_slice(&blob(&layout, config_desc)).unwrap();
+    let layers = manifest["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 1);
+    assert_eq!(
+        layers[0]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    );
+    let layer = blob(&layout, &layers[0]);
+    let tar_bytes = check_layer(&layer, &module);
+    assert_eq!(
+        config["rootfs"]["diff_ids"],
+        serde_json::json!([format!("sha256:{}", sha256_hex(&tar_bytes))])
+    );
+    // Nothing else in blobs/: exactly manifest, config, layer.
+    let mut expected = vec![
+        desc["digest"].as_str().unwrap().to_string(),
+        config_desc["digest"].as_str().unwrap().to_string(),
+        layers[0]["digest"].as_str().unwrap().to_string(),
+    ];
+    expected.sort();
+    assert_eq!(blobs, expected);
+
+    // The printed sha256 (for WasmPlugin.spec.sha256) is the module's.
+    let line = printed
+        .lines()
+        .find(|l| l.starts_with("module sha256 (WasmPlugin.spec.sha256): "))
+        .unwrap_or_else(|| panic!("no module sha256 line in:\n{printed}"));
+    assert_eq!(
+        line.rsplit(' ').next().unwrap(),
+        sha256_hex(&module),
+        "{printed}"
+    );
+    assert!(
+        printed.contains(&format!("manifest:   {}", desc["digest"].as_str().unwrap())),
+        "{printed}"
+    );
+
+    // Reproducible: packing again gives the same manifest digest.
+    let again = tmp.0.join("oci-again");
+    pack(&module_path, &again);
+    assert_eq!(read_json(&again.join("index.json")), index);
+}
+
+/// skopeo reads the layout as an image (inspect) and copies it out (copy to
+/// a `dir:`), and the copied layer still holds the module.
+#[test]
+fn skopeo_reads_and_copies_the_oci_image() {
+    assert!(
+        on_path("skopeo"),
+        "skopeo not found: run scripts/setup.sh (it installs skopeo with apt-get, \
+         or `apt-get install skopeo`)"
+    );
+    let module_path = shipped::module_path().unwrap();
+    let module = std::fs::read(&module_path).unwrap();
+    let tmp = TempDir::new("oci-skopeo");
+    let layout = tmp.0.join("oci");
+    pack(&module_path, &layout);
+    let index = read_json(&layout.join("index.json"));
+    let manifest_digest = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let image = format!("oci:{}:{TAG}", layout.display());
+
+    let inspect: Value = serde_json::from_str(&run_bounded(
+        Command::new("skopeo").args(["inspect", &image]),
+        Duration::from_secs(60),
+    ))
+    .unwrap();
+    assert_eq!(inspect["Digest"], manifest_digest.as_str(), "{inspect}");
+    assert_eq!(inspect["Architecture"], "wasm", "{inspect}");
+    assert_eq!(inspect["Os"], "wasip1", "{inspect}");
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(blob_path(&layout, &manifest_digest)).unwrap())
+            .unwrap();
+    let layer_digest = manifest["layers"][0]["digest"].as_str().unwrap();
+    assert_eq!(
+        inspect["Layers"],
+        serde_json::json!([layer_digest]),
+        "{inspect}"
+    );
+
+    let raw = run_bounded(
+        Command::new("skopeo").args(["inspect", "--raw", &image]),
+        Duration::from_secs(60),
+    );
+    assert_eq!(
+        format!("sha256:{}", sha256_hex(raw.as_bytes())),
+        manifest_digest
+    );
+
+    // Copy out to a plain directory (local to local: no signature policy
+    // applies, hence --insecure-policy, which only skips policy.json).
+    let out = tmp.0.join("copied");
+    run_bounded(
+        Command::new("skopeo").args([
+            "--insecure-policy",
+            "copy",
+            "--quiet",
+            &image,
+            &format!("dir:{}", out.display()),
+        ]),
+        Duration::from_secs(60),
+    );
+    let copied: Value = read_json(&out.join("manifest.json"));
+    let copied_layer = copied["layers"][0]["digest"].as_str().unwrap();
+    assert_eq!(copied_layer, layer_digest, "skopeo changed the layer");
+    let hex = copied_layer.strip_prefix("sha256:").unwrap();
+    let layer = std::fs::read(out.join(hex)).unwrap();
+    assert_eq!(sha256_hex(&layer), hex);
+    check_layer(&layer, &module);
+}

@@ -1,0 +1,494 @@
+//! Every config file shipped under `envoy/` is loaded by a test:
+//!
+//! * each Envoy YAML passes `envoy --mode validate` with only its
+//!   `/etc/mksgate` paths substituted (the module, certificates and the
+//!   rotation layout's listener file exist there), the rotation listener
+//!   file also as a static listener of its bootstrap (validate mode does not
+//!   read LDS files);
+//! * a new file or directory under `envoy/` that no test knows fails
+//!   `every_shipped_file_is_covered`;
+//! * the rotation layout cannot drift from `static-clusters.yaml`: same
+//!   listener except the signing keys and their environment, same
+//!   admin/stats/limits/clusters;
+//! * the Istio YAMLs parse, with the kinds and API versions expected, and
+//!   agree with each other (hosts, cluster names, key variables) and with
+//!   the Envoy configs' plugin configuration.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use mksgate_core::jws::encode_secret;
+use mksgate_host_tests::envoy::{read_envoy_file, workspace_root, Envoy};
+use mksgate_host_tests::shipped::{self, KEY_ENV};
+use mksgate_host_tests::tls::{CertKey, TestCa};
+use serde_json::Value;
+
+/// The Envoy configs (paths relative to `envoy/`) and the Istio files.
+const ENVOY_CONFIGS: [&str; 4] = [
+    "static-clusters.yaml",
+    "dynamic.yaml",
+    "rotation/bootstrap.yaml",
+    "rotation/listeners.yaml",
+];
+const ISTIO_FILES: [&str; 5] = [
+    "esxi-hosts.yaml",
+    "gateway-env-patch.yaml",
+    "gateway.yaml",
+    "secret.yaml",
+    "wasmplugin.yaml",
+];
+
+fn yaml(rel: &str) -> Value {
+    let text = read_envoy_file(rel).unwrap();
+    serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("envoy/{rel}: {e}"))
+}
+
+fn yaml_docs(rel: &str) -> Vec<Value> {
+    use serde::Deserialize;
+    let text = read_envoy_file(rel).unwrap();
+    serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|d| Value::deserialize(d).unwrap_or_else(|e| panic!("envoy/{rel}: {e}")))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+/// `/etc/mksgate` with what the shipped configs point at; removed on drop.
+struct Etc(PathBuf);
+
+impl Etc {
+    fn new() -> Etc {
+        let dir = std::env::temp_dir().join(format!(
+            "mksgate-shipped-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(dir.join("tls")).unwrap();
+        let gw = CertKey::self_signed(&["console.example.com"]).unwrap();
+        std::fs::write(dir.join("tls/gateway.crt"), gw.chain_pem()).unwrap();
+        std::fs::write(dir.join("tls/gateway.key"), &gw.key_pem).unwrap();
+        let ca = TestCa::new("mksgate test VMCA").unwrap();
+        std::fs::write(dir.join("tls/esxi-ca.pem"), ca.cert_pem()).unwrap();
+        std::fs::copy(
+            shipped::module_path().unwrap(),
+            dir.join("mksgate_filter.wasm"),
+        )
+        .unwrap();
+        let etc = Etc(dir);
+        std::fs::write(
+            etc.0.join("listeners.yaml"),
+            etc.paths(&read_envoy_file("rotation/listeners.yaml").unwrap()),
+        )
+        .unwrap();
+        etc
+    }
+
+    /// The only substitution: `/etc/mksgate` -> this directory.
+    fn paths(&self, text: &str) -> String {
+        assert!(text.contains("/etc/mksgate/"));
+        text.replace("/etc/mksgate", &self.0.to_string_lossy())
+    }
+}
+
+impl Drop for Etc {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn key_env() -> Vec<(String, String)> {
+    vec![(KEY_ENV.to_string(), encode_secret(&[7u8; 32]))]
+}
+
+fn validate(name: &str, config: &str) {
+    match Envoy::validate_with_env(config, &key_env()) {
+        Ok(out) => assert!(out.contains("OK"), "{name}: {out}"),
+        Err(e) => panic!("{name}: {e:#}"),
+    }
+}
+
+#[test]
+fn static_clusters_yaml_validates() {
+    let etc = Etc::new();
+    validate(
+        "static-clusters.yaml",
+        &etc.paths(&read_envoy_file("static-clusters.yaml").unwrap()),
+    );
+}
+
+#[test]
+fn dynamic_yaml_validates() {
+    let etc = Etc::new();
+    validate(
+        "dynamic.yaml",
+        &etc.paths(&read_envoy_file("dynamic.yaml").unwrap()),
+    );
+}
+
+#[test]
+fn rotation_bootstrap_validates_with_its_listener_file() {
+    let etc = Etc::new();
+    let bootstrap = etc.paths(&read_envoy_file("rotation/bootstrap.yaml").unwrap());
+    validate("rotation/bootstrap.yaml", &bootstrap);
+
+    // Validate mode does not read the LDS file, so the listener file's
+    // contents are validated as a static listener of the same bootstrap.
+    let mut boot: Value = serde_yaml_ng::from_str(&bootstrap).unwrap();
+    let listeners: Value =
+        serde_yaml_ng::from_str(&etc.paths(&read_envoy_file("rotation/listeners.yaml").unwrap()))
+            .unwrap();
+    let resources: Vec<Value> = listeners["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            assert_eq!(
+                r["@type"],
+                "type.googleapis.com/envoy.config.listener.v3.Listener"
+            );
+            let mut r = r.clone();
+            r.as_object_mut().unwrap().remove("@type");
+            r
+        })
+        .collect();
+    assert_eq!(resources.len(), 1);
+    boot.as_object_mut().unwrap().remove("dynamic_resources");
+    boot["static_resources"]["listeners"] = Value::Array(resources);
+    validate(
+        "rotation/listeners.yaml (as a static listener)",
+        &serde_json::to_string_pretty(&boot).unwrap(),
+    );
+
+    // A listener file the filter refuses is caught by the same check, so
+    // the one above is not vacuous.
+    let mut broken = boot.clone();
+    let wasm = wasm_filter_mut(&mut broken["static_resources"]["listeners"][0]);
+    let value = wasm["config"]["configuration"]["value"].as_str().unwrap();
+    wasm["config"]["configuration"]["value"] =
+        Value::String(value.replace("\"path_prefix\"", "\"path_prefx\""));
+    let err =
+        Envoy::validate_with_env(&serde_json::to_string(&broken).unwrap(), &key_env()).unwrap_err();
+    assert!(format!("{err:#}").contains("path_prefx"), "{err:#}");
+}
+
+/// Lists `envoy/`: every file must be one the tests load, every directory
+/// one they know. A new config without a test fails here.
+#[test]
+fn every_shipped_file_is_covered() {
+    let root = workspace_root().join("envoy");
+    let mut found = BTreeSet::new();
+    fn walk(dir: &Path, rel: &str, out: &mut BTreeSet<String>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let entry = entry.unwrap();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let rel = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
+            if entry.file_type().unwrap().is_dir() {
+                walk(&entry.path(), &rel, out);
+            } else {
+                out.insert(rel);
+            }
+        }
+    }
+    walk(&root, "", &mut found);
+    let known: BTreeSet<String> = ENVOY_CONFIGS
+        .iter()
+        .map(|s| s.to_string())
+        .chain(ISTIO_FILES.iter().map(|f| format!("istio/{f}")))
+        .collect();
+    let untested: Vec<_> = found.difference(&known).collect();
+    let missing: Vec<_> = known.difference(&found).collect();
+    assert!(
+        untested.is_empty(),
+        "files under envoy/ that no test loads: {untested:?} (add them to \
+         host-tests/tests/shipped_configs.rs)"
+    );
+    assert!(missing.is_empty(), "expected files gone: {missing:?}");
+    // Every Envoy config above is loaded by `envoy --mode validate` in this
+    // file; static-clusters and dynamic also end to end (shipped.rs), the
+    // rotation layout in e2e_rotation.rs.
+    for rel in ENVOY_CONFIGS {
+        assert!(rel.ends_with(".yaml"));
+        yaml(rel);
+    }
+}
+
+/// The `envoy.filters.http.wasm` filter's `typed_config` in a listener.
+fn wasm_filter_mut(listener: &mut Value) -> &mut Value {
+    let chains = listener["filter_chains"].as_array_mut().unwrap();
+    assert_eq!(chains.len(), 1);
+    let hcm = &mut chains[0]["filters"][0]["typed_config"];
+    hcm["http_filters"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|f| f["name"] == "envoy.filters.http.wasm")
+        .map(|f| &mut f["typed_config"])
+        .expect("no wasm filter")
+}
+
+/// The listener without the signing keys and their environment; returns
+/// it and the removed parts (environment, keys).
+fn without_keys(mut listener: Value) -> (Value, Value, Value) {
+    let wasm = wasm_filter_mut(&mut listener);
+    let config = &mut wasm["config"];
+    let env = config["vm_config"]
+        .as_object_mut()
+        .unwrap()
+        .remove("environment_variables")
+        .expect("no environment_variables");
+    let raw = config["configuration"]["value"].as_str().unwrap();
+    let mut plugin: Value = serde_json::from_str(raw).unwrap();
+    let keys = plugin.as_object_mut().unwrap().remove("keys").unwrap();
+    config["configuration"]["value"] = plugin;
+    (listener, env, keys)
+}
+
+fn static_listener(rel: &str) -> Value {
+    let v = yaml(rel);
+    let listeners = v["static_resources"]["listeners"].as_array().unwrap();
+    assert_eq!(listeners.len(), 1);
+    listeners[0].clone()
+}
+
+#[test]
+fn rotation_listener_is_the_static_listener_but_for_keys() {
+    let file = yaml("rotation/listeners.yaml");
+    assert!(file["version_info"].is_string());
+    let resources = file["resources"].as_array().unwrap();
+    assert_eq!(resources.len(), 1, "one listener");
+    let mut rotation = resources[0].clone();
+    assert_eq!(
+        rotation.as_object_mut().unwrap().remove("@type").unwrap(),
+        "type.googleapis.com/envoy.config.listener.v3.Listener"
+    );
+    let (rotation, rot_env, rot_keys) = without_keys(rotation);
+    let (static_, st_env, st_keys) = without_keys(static_listener("static-clusters.yaml"));
+    assert_eq!(
+        rotation, static_,
+        "envoy/rotation/listeners.yaml's listener drifted from the one in \
+         envoy/static-clusters.yaml (only the keys and their environment may differ)"
+    );
+    // The keys are a list of secret_env entries, each variable provided.
+    for (env, keys) in [(&rot_env, &rot_keys), (&st_env, &st_keys)] {
+        let mut provided: BTreeSet<&str> = env["host_env_keys"]
+            .as_array()
+            .map(|a| a.iter().map(|k| k.as_str().unwrap()).collect())
+            .unwrap_or_default();
+        if let Some(kv) = env["key_values"].as_object() {
+            provided.extend(kv.keys().map(String::as_str));
+        }
+        for key in keys.as_array().unwrap() {
+            let var = key["secret_env"]
+                .as_str()
+                .expect("keys come from secret_env");
+            assert!(provided.contains(var), "{var} not provided by {env}");
+        }
+    }
+    // As shipped (before any rotation) they are the same.
+    assert_eq!((rot_env, rot_keys), (st_env, st_keys));
+}
+
+#[test]
+fn rotation_bootstrap_is_static_clusters_but_for_the_listener() {
+    let mut boot = yaml("rotation/bootstrap.yaml");
+    let mut stat = yaml("static-clusters.yaml");
+    let lds = &boot["dynamic_resources"]["lds_config"];
+    assert_eq!(lds["resource_api_version"], "V3");
+    assert_eq!(
+        lds["path_config_source"]["path"],
+        "/etc/mksgate/listeners.yaml"
+    );
+    assert_eq!(
+        lds["path_config_source"]["watched_directory"]["path"],
+        "/etc/mksgate"
+    );
+    assert!(boot["node"]["id"].is_string() && boot["node"]["cluster"].is_string());
+    for key in ["node", "dynamic_resources"] {
+        boot.as_object_mut().unwrap().remove(key);
+    }
+    stat["static_resources"]
+        .as_object_mut()
+        .unwrap()
+        .remove("listeners")
+        .unwrap();
+    assert_eq!(
+        boot, stat,
+        "envoy/rotation/bootstrap.yaml drifted from envoy/static-clusters.yaml \
+         (admin, stats, overload manager and clusters must be the same)"
+    );
+}
+
+// ---------------------------------------------------------------- Istio
+
+fn kinds(docs: &[Value]) -> Vec<(String, String)> {
+    docs.iter()
+        .map(|d| {
+            (
+                d["apiVersion"].as_str().unwrap_or("").to_string(),
+                d["kind"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+fn pair(api: &str, kind: &str) -> (String, String) {
+    (api.to_string(), kind.to_string())
+}
+
+#[test]
+fn istio_yamls_parse_with_expected_kinds() {
+    let net = "networking.istio.io/v1";
+    let se_dr = [pair(net, "ServiceEntry"), pair(net, "DestinationRule")];
+    let hosts = yaml_docs("istio/esxi-hosts.yaml");
+    let k = kinds(&hosts);
+    assert!(!k.is_empty() && k.len() % 2 == 0, "{k:?}");
+    for chunk in k.chunks(2) {
+        assert_eq!(chunk, se_dr);
+    }
+    assert_eq!(
+        kinds(&yaml_docs("istio/gateway.yaml")),
+        vec![pair(net, "Gateway"), pair(net, "VirtualService")]
+    );
+    assert_eq!(
+        kinds(&yaml_docs("istio/secret.yaml")),
+        vec![pair("v1", "Secret")]
+    );
+    assert_eq!(
+        kinds(&yaml_docs("istio/wasmplugin.yaml")),
+        vec![pair("extensions.istio.io/v1alpha1", "WasmPlugin")]
+    );
+    // A strategic-merge patch for the gateway Deployment, not a resource.
+    let patch = yaml_docs("istio/gateway-env-patch.yaml");
+    assert_eq!(patch.len(), 1);
+    assert!(patch[0].get("kind").is_none());
+    let containers = patch[0]["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap();
+    assert_eq!(containers[0]["name"], "istio-proxy");
+    let secret = &yaml_docs("istio/secret.yaml")[0];
+    assert_eq!(
+        containers[0]["envFrom"][0]["secretRef"]["name"],
+        secret["metadata"]["name"]
+    );
+    for d in hosts
+        .iter()
+        .chain(&yaml_docs("istio/gateway.yaml"))
+        .chain(&yaml_docs("istio/wasmplugin.yaml"))
+        .chain([secret])
+    {
+        assert!(d["metadata"]["name"].is_string(), "{d}");
+        assert_eq!(d["metadata"]["namespace"], "istio-ingress", "{d}");
+    }
+}
+
+/// The Istio files agree with each other: the WasmPlugin's keys come from
+/// variables the Secret provides; each host of `upstreams.hosts` has a
+/// ServiceEntry, a DestinationRule with SNI = host, and a VirtualService
+/// route matching the cluster name the filter will set.
+#[test]
+fn istio_files_agree_with_each_other() {
+    let plugin = &yaml_docs("istio/wasmplugin.yaml")[0];
+    let spec = &plugin["spec"];
+    assert_eq!(spec["phase"], "AUTHN");
+    assert_eq!(spec["failStrategy"], "FAIL_CLOSE");
+    assert!(spec["url"].as_str().unwrap().starts_with("oci://"));
+    assert_eq!(spec["sha256"].as_str().unwrap().len(), 64);
+    let env: BTreeSet<&str> = spec["vmConfig"]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            assert_eq!(e["valueFrom"], "HOST");
+            e["name"].as_str().unwrap()
+        })
+        .collect();
+    let secret = &yaml_docs("istio/secret.yaml")[0];
+    let in_secret: BTreeSet<&str> = secret["stringData"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let config = &spec["pluginConfig"];
+    for key in config["keys"].as_array().unwrap() {
+        let var = key["secret_env"].as_str().unwrap();
+        assert!(env.contains(var), "{var} not in vmConfig.env");
+        assert!(in_secret.contains(var), "{var} not in the Secret");
+    }
+
+    let hosts = yaml_docs("istio/esxi-hosts.yaml");
+    let gateway = yaml_docs("istio/gateway.yaml");
+    let header = config["upstreams"]["cluster_header"].as_str().unwrap();
+    let routes = gateway[1]["spec"]["http"].as_array().unwrap();
+    let map = config["upstreams"]["hosts"].as_object().unwrap();
+    assert!(!map.is_empty());
+    for (host, cluster) in map {
+        let cluster = cluster.as_str().unwrap();
+        assert_eq!(cluster, format!("outbound|443||{host}"));
+        assert!(
+            hosts
+                .iter()
+                .any(|d| d["kind"] == "ServiceEntry" && d["spec"]["hosts"][0] == host.as_str()),
+            "no ServiceEntry for {host}"
+        );
+        assert!(
+            hosts.iter().any(|d| d["kind"] == "DestinationRule"
+                && d["spec"]["host"] == host.as_str()
+                && d["spec"]["trafficPolicy"]["tls"]["sni"] == host.as_str()),
+            "no DestinationRule with SNI for {host}"
+        );
+        assert!(
+            routes.iter().any(|r| {
+                r["match"][0]["headers"][header]["exact"] == cluster
+                    && r["route"][0]["destination"]["host"] == host.as_str()
+            }),
+            "no VirtualService route for {cluster}"
+        );
+    }
+    assert_eq!(
+        gateway[1]["spec"]["gateways"][0],
+        gateway[0]["metadata"]["name"]
+    );
+}
+
+/// The WasmPlugin's pluginConfig is the Envoy configs' plugin JSON (keys,
+/// audience, issuer, origins, limits) except for the upstream map, which
+/// names Istio's clusters.
+#[test]
+fn istio_plugin_config_matches_the_envoy_one() {
+    let plugin = &yaml_docs("istio/wasmplugin.yaml")[0];
+    let mut istio = plugin["spec"]["pluginConfig"].clone();
+    let mut listener = static_listener("static-clusters.yaml");
+    let raw = wasm_filter_mut(&mut listener)["config"]["configuration"]["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut envoy: Value = serde_json::from_str(&raw).unwrap();
+    let envoy_hosts = envoy["upstreams"]
+        .as_object_mut()
+        .unwrap()
+        .remove("hosts")
+        .unwrap();
+    let istio_hosts = istio["upstreams"]
+        .as_object_mut()
+        .unwrap()
+        .remove("hosts")
+        .unwrap();
+    let names = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(names(&envoy_hosts), names(&istio_hosts));
+    assert_eq!(
+        istio, envoy,
+        "envoy/istio/wasmplugin.yaml's pluginConfig differs from the plugin JSON of \
+         envoy/static-clusters.yaml (beyond the upstream cluster names)"
+    );
+}
