@@ -281,6 +281,7 @@ pub fn reason(status: u16) -> &'static str {
         405 => "Method Not Allowed",
         421 => "Misdirected Request",
         500 => "Internal Server Error",
+        502 => "Bad Gateway",
         503 => "Service Unavailable",
         _ => "Unknown",
     }

@@ -10,10 +10,12 @@
 //! * [`tls`]: test certificates (self-signed or from a test CA) and rustls
 //!   configs.
 //! * [`io`]: plain/TLS stream and minimal HTTP/1.1 helpers.
+//! * [`demo`]: `make demo` (the gateway with a live console in a browser).
 //!
 //! See `host-tests/README.md` for the stand-in's wire protocol.
 
 pub mod client;
+pub mod demo;
 pub mod dns;
 pub mod envoy;
 pub mod io;

@@ -40,6 +40,17 @@
 //!
 //! Pings are answered with pongs; a client close is answered with a close.
 //!
+//! # Bridge sessions ([`SessionMode::Bridge`])
+//!
+//! Instead of the framing above, an admitted session can be a
+//! WebSocket-to-TCP bridge (what websockify does in front of a VNC server):
+//! the stand-in connects to a [`BridgeTarget`] before it answers (`502
+//! console backend unreachable\n` if it cannot, ticket not used up), then
+//! writes every binary message's payload to it and sends whatever it reads
+//! back as binary messages. Tickets, SNI and TLS behave exactly as above.
+//! Used by the demo to put a real RFB server (QEMU's VNC) behind
+//! `/ticket/<t>`.
+//!
 //! # Faults ([`Fault`], settable at run time)
 //!
 //! * `Down`: the listener is closed (connections are refused with RST).
@@ -61,6 +72,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -68,8 +80,8 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use futures_util::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpSocket, TcpStream, UnixStream};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -197,6 +209,38 @@ pub enum SniMismatch {
     Http421,
 }
 
+/// Where a bridge session's bytes go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BridgeTarget {
+    /// A TCP address (e.g. a VNC server on `127.0.0.1:5901`).
+    Tcp(SocketAddr),
+    /// A Unix socket (e.g. QEMU's `-vnc unix:PATH`).
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for BridgeTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BridgeTarget::Tcp(a) => write!(f, "tcp:{a}"),
+            BridgeTarget::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// What an admitted WebSocket session does.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum SessionMode {
+    /// Push frames and echoes (see the module docs).
+    #[default]
+    Echo,
+    /// A WebSocket-to-TCP bridge to this target: binary message payloads
+    /// go to it, its bytes come back as binary messages (text messages are
+    /// refused with close code 1003). `frames_echoed` / `bytes_from_client`
+    /// count what went to the target, `frames_pushed` the messages sent
+    /// back. Faults other than `Down` and `NeverAnswerUpgrade` do not apply.
+    Bridge(BridgeTarget),
+}
+
 /// How to run a stand-in.
 #[derive(Clone, Debug)]
 pub struct StandinConfig {
@@ -220,6 +264,17 @@ pub struct StandinConfig {
     pub protocols: Vec<String>,
     /// Certificate to serve; `None` generates a self-signed one for `name`.
     pub cert: Option<CertKey>,
+    /// What an admitted session does (default: push/echo framing).
+    pub session: SessionMode,
+    /// Benchmarks only (`--any-ticket`): every non-empty `/ticket/<t>` is
+    /// treated as issued and is never used up, so a handshake loop needs no
+    /// ticket round trip. Default `false` (tickets as ESXi).
+    pub any_ticket: bool,
+    /// Record requests and TLS handshakes (`requests()`, `handshakes()`).
+    /// Default `true`; benchmarks turn it off (`--no-request-log`) so the
+    /// stand-in's memory stays flat over millions of handshakes. Request ids
+    /// keep counting either way.
+    pub record: bool,
 }
 
 impl StandinConfig {
@@ -238,6 +293,9 @@ impl StandinConfig {
             sni_mismatch: SniMismatch::FailHandshake,
             protocols: WMKS_PROTOCOLS.iter().map(|s| s.to_string()).collect(),
             cert: None,
+            session: SessionMode::Echo,
+            any_ticket: false,
+            record: true,
         }
     }
 
@@ -275,6 +333,24 @@ impl StandinConfig {
     /// Behaviour on SNI mismatch.
     pub fn sni_mismatch(mut self, m: SniMismatch) -> Self {
         self.sni_mismatch = m;
+        self
+    }
+
+    /// Benchmarks: accept every `/ticket/<t>`, never use one up.
+    pub fn any_ticket(mut self) -> Self {
+        self.any_ticket = true;
+        self
+    }
+
+    /// Benchmarks: record no requests or TLS handshakes.
+    pub fn no_record(mut self) -> Self {
+        self.record = false;
+        self
+    }
+
+    /// Bridge admitted sessions to `target` instead of push/echo.
+    pub fn bridge(mut self, target: BridgeTarget) -> Self {
+        self.session = SessionMode::Bridge(target);
         self
     }
 }
@@ -832,14 +908,17 @@ async fn handle_conn(
             let start = match tokio::time::timeout(Duration::from_secs(10), acceptor).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
-                    lock(&shared.handshakes).push(RecordedHandshake {
-                        peer: peer.to_string(),
-                        sni: None,
-                        alpn: vec![],
-                        sni_ok: false,
-                        completed: false,
-                        error: Some(format!("bad ClientHello: {e}")),
-                    });
+                    push_handshake(
+                        &shared,
+                        RecordedHandshake {
+                            peer: peer.to_string(),
+                            sni: None,
+                            alpn: vec![],
+                            sni_ok: false,
+                            completed: false,
+                            error: Some(format!("bad ClientHello: {e}")),
+                        },
+                    );
                     return;
                 }
                 Err(_) => return,
@@ -869,7 +948,7 @@ async fn handle_conn(
                     "SNI {:?} is not {:?}: handshake refused",
                     sni, shared.cfg.name
                 ));
-                lock(&shared.handshakes).push(rec);
+                push_handshake(&shared, rec);
                 return; // dropping the socket closes the connection
             }
             match tokio::time::timeout(Duration::from_secs(10), start.into_stream(cfg.clone()))
@@ -877,23 +956,29 @@ async fn handle_conn(
             {
                 Ok(Ok(tls)) => {
                     rec.completed = true;
-                    lock(&shared.handshakes).push(rec);
+                    push_handshake(&shared, rec);
                     MaybeTls::Tls(Box::new(tokio_rustls::TlsStream::Server(tls)))
                 }
                 Ok(Err(e)) => {
                     rec.error = Some(format!("TLS handshake failed: {e}"));
-                    lock(&shared.handshakes).push(rec);
+                    push_handshake(&shared, rec);
                     return;
                 }
                 Err(_) => {
                     rec.error = Some("TLS handshake timed out".into());
-                    lock(&shared.handshakes).push(rec);
+                    push_handshake(&shared, rec);
                     return;
                 }
             }
         }
     };
     let _ = serve_request(shared, io, peer, sni, sni_ok, shutdown).await;
+}
+
+fn push_handshake(shared: &Shared, rec: RecordedHandshake) {
+    if shared.cfg.record {
+        lock(&shared.handshakes).push(rec);
+    }
 }
 
 fn update<F: FnOnce(&mut RecordedRequest)>(shared: &Shared, id: u64, f: F) {
@@ -981,25 +1066,31 @@ async fn serve_request(
     let id = {
         let mut log = lock(&shared.requests);
         let id = log.base + log.items.len() as u64;
-        log.items.push(RecordedRequest {
-            id,
-            peer: peer.to_string(),
-            tls: shared.server_tls.is_some(),
-            sni,
-            method: method.clone(),
-            path: path.clone(),
-            host: header_value(&headers, "host").map(str::to_string),
-            headers: headers.clone(),
-            offered_protocols: offered.clone(),
-            subprotocol: None,
-            ticket: ticket.clone(),
-            ticket_accepted: false,
-            status: None,
-            frames_pushed: 0,
-            frames_echoed: 0,
-            bytes_from_client: 0,
-            end: None,
-        });
+        if !shared.cfg.record {
+            // Not recorded: the id is used up all the same, so `update`
+            // finds nothing to change.
+            log.base += 1;
+        } else {
+            log.items.push(RecordedRequest {
+                id,
+                peer: peer.to_string(),
+                tls: shared.server_tls.is_some(),
+                sni,
+                method: method.clone(),
+                path: path.clone(),
+                host: header_value(&headers, "host").map(str::to_string),
+                headers: headers.clone(),
+                offered_protocols: offered.clone(),
+                subprotocol: None,
+                ticket: ticket.clone(),
+                ticket_accepted: false,
+                status: None,
+                frames_pushed: 0,
+                frames_echoed: 0,
+                bytes_from_client: 0,
+                end: None,
+            });
+        }
         id
     };
     if !matches!(parsed, Ok(httparse::Status::Complete(_))) {
@@ -1036,7 +1127,11 @@ async fn serve_request(
     let Some(ticket) = ticket else {
         return respond(&shared, id, io, 404, "not found\n").await;
     };
-    let state = lock(&shared.tickets).get(&ticket).copied();
+    let state = if shared.cfg.any_ticket && !ticket.is_empty() {
+        Some(TicketState::Issued)
+    } else {
+        lock(&shared.tickets).get(&ticket).copied()
+    };
     match state {
         None => return respond(&shared, id, io, 404, "unknown ticket\n").await,
         Some(TicketState::Used) => {
@@ -1047,13 +1142,24 @@ async fn serve_request(
     if !is_upgrade(&method, &headers) {
         return respond(&shared, id, io, 400, "websocket upgrade required\n").await;
     }
-    let consumed = match lock(&shared.tickets).get_mut(&ticket) {
-        Some(s @ TicketState::Issued) => {
-            *s = TicketState::Used;
-            true
-        }
-        _ => false,
+    let backend = match &shared.cfg.session {
+        SessionMode::Echo => None,
+        SessionMode::Bridge(target) => match connect_backend(target).await {
+            Ok(b) => Some(b),
+            Err(e) => {
+                eprintln!("stand-in {}: {e:#}", shared.cfg.name);
+                return respond(&shared, id, io, 502, "console backend unreachable\n").await;
+            }
+        },
     };
+    let consumed = shared.cfg.any_ticket
+        || match lock(&shared.tickets).get_mut(&ticket) {
+            Some(s @ TicketState::Issued) => {
+                *s = TicketState::Used;
+                true
+            }
+            _ => false,
+        };
     if !consumed {
         // Another connection used it between the check and now.
         return respond(&shared, id, io, 503, "ticket already used\n").await;
@@ -1084,7 +1190,10 @@ async fn serve_request(
 
     shared.active.fetch_add(1, Ordering::SeqCst);
     let ws = WebSocketStream::from_partially_read(io, buffered, Role::Server, None).await;
-    let end = run_session(&shared, id, ws, fault, &mut shutdown).await;
+    let end = match backend {
+        None => run_session(&shared, id, ws, fault, &mut shutdown).await,
+        Some(b) => run_bridge(&shared, id, ws, b, &mut shutdown).await,
+    };
     shared.active.fetch_sub(1, Ordering::SeqCst);
     update(&shared, id, |r| r.end = Some(end));
     Ok(())
@@ -1183,6 +1292,105 @@ async fn run_session(
             c = cmds.recv() => match c {
                 Ok(SessionCmd::Reset) => {
                     reset(ws);
+                    return "reset by reset_sessions".into();
+                }
+                Ok(SessionCmd::Close(code)) if !closing => {
+                    closing = true;
+                    let frame = CloseFrame { code: CloseCode::from(code), reason: "".into() };
+                    if ws.close(Some(frame)).await.is_err() {
+                        return "close failed".into();
+                    }
+                }
+                _ => {}
+            },
+            _ = shutdown.changed() => return "stand-in stopped".into(),
+        }
+    }
+}
+
+/// A connected bridge target.
+trait Backend: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Backend for T {}
+
+async fn connect_backend(target: &BridgeTarget) -> Result<Box<dyn Backend>> {
+    let connect = async {
+        Ok::<Box<dyn Backend>, std::io::Error>(match target {
+            BridgeTarget::Tcp(a) => {
+                let s = TcpStream::connect(a).await?;
+                let _ = s.set_nodelay(true);
+                Box::new(s)
+            }
+            BridgeTarget::Unix(p) => Box::new(UnixStream::connect(p).await?),
+        })
+    };
+    tokio::time::timeout(Duration::from_secs(5), connect)
+        .await
+        .map_err(|_| anyhow!("connecting to {target}: timed out"))?
+        .with_context(|| format!("connecting to {target}"))
+}
+
+async fn run_bridge(
+    shared: &Shared,
+    id: u64,
+    mut ws: WebSocketStream<MaybeTls>,
+    backend: Box<dyn Backend>,
+    shutdown: &mut watch::Receiver<()>,
+) -> String {
+    let (mut from_backend, mut to_backend) = tokio::io::split(backend);
+    let mut cmds = shared.cmds.subscribe();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            msg = ws.next() => match msg {
+                None => return if closing { "closed by stand-in".into() } else { "peer went away".into() },
+                Some(Err(e)) => return format!("error: {e}"),
+                Some(Ok(Message::Binary(b))) => {
+                    if let Err(e) = to_backend.write_all(&b).await {
+                        let _ = ws.close(None).await;
+                        return format!("backend write failed: {e}");
+                    }
+                    let n = b.len() as u64;
+                    update(shared, id, |r| { r.frames_echoed += 1; r.bytes_from_client += n; });
+                }
+                Some(Ok(Message::Text(_))) if !closing => {
+                    closing = true;
+                    let frame = CloseFrame { code: CloseCode::Unsupported, reason: "binary only".into() };
+                    if ws.close(Some(frame)).await.is_err() {
+                        return "close failed".into();
+                    }
+                }
+                Some(Ok(Message::Close(f))) => {
+                    let code = f.map(|f| u16::from(f.code));
+                    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                        while let Some(Ok(_)) = ws.next().await {}
+                    }).await;
+                    return if closing {
+                        format!("closed by stand-in (peer answered {code:?})")
+                    } else {
+                        format!("closed by peer ({code:?})")
+                    };
+                }
+                Some(Ok(_)) => {}
+            },
+            r = from_backend.read(&mut buf), if !closing => match r {
+                Ok(0) | Err(_) => {
+                    closing = true;
+                    let frame = CloseFrame { code: CloseCode::Away, reason: "console backend closed".into() };
+                    if ws.close(Some(frame)).await.is_err() {
+                        return "backend closed; close failed".into();
+                    }
+                }
+                Ok(n) => {
+                    if let Err(e) = ws.send(Message::binary(buf[..n].to_vec())).await {
+                        return format!("send failed: {e}");
+                    }
+                    update(shared, id, |r| r.frames_pushed += 1);
+                }
+            },
+            c = cmds.recv() => match c {
+                Ok(SessionCmd::Reset) => {
+                    let _ = ws.get_ref().set_reset_on_close();
                     return "reset by reset_sessions".into();
                 }
                 Ok(SessionCmd::Close(code)) if !closing => {

@@ -6,8 +6,12 @@
 //!              [--push-interval-ms 50 | 0 for none] [--push-bytes 64]
 //!              [--reset-after-frames 3] [--plain] [--sni-mismatch fail|421]
 //!              [--cert-out FILE.pem] [--key-out FILE.pem] [--ticket T]...
-//!              [--no-stdin-watch]
+//!              [--no-stdin-watch] [--any-ticket] [--no-request-log]
 //! ```
+//!
+//! `--any-ticket` and `--no-request-log` are for benchmarks
+//! (`bench/loadgen`): every non-empty `/ticket/<t>` is accepted and never
+//! used up, and no request or TLS handshake is recorded.
 //!
 //! When ready it prints one JSON line on stdout (`name`, `addr`, `port`,
 //! `control_port`, `scheme`, `cert_sha256`, `cert_sha256_colon`,
@@ -24,7 +28,8 @@ use tokio::io::AsyncReadExt;
 
 const USAGE: &str = "usage: esxi-standin --name HOST --addr IP [--port N] [--control-port N] \
 [--control-addr IP] [--push-interval-ms MS (0 = none)] [--push-bytes N] [--reset-after-frames N] \
-[--plain] [--sni-mismatch fail|421] [--cert-out FILE] [--key-out FILE] [--ticket T]... [--no-stdin-watch]";
+[--plain] [--sni-mismatch fail|421] [--cert-out FILE] [--key-out FILE] [--ticket T]... [--no-stdin-watch] \
+[--any-ticket] [--no-request-log]";
 
 struct Args {
     cfg: StandinConfig,
@@ -50,6 +55,8 @@ fn parse_args() -> Result<Args> {
     let mut key_out = None;
     let mut tickets = Vec::new();
     let mut stdin_watch = true;
+    let mut any_ticket = false;
+    let mut record = true;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         let mut val = |flag: &str| {
@@ -89,6 +96,8 @@ fn parse_args() -> Result<Args> {
             "--key-out" => key_out = Some(val("--key-out")?),
             "--ticket" => tickets.push(val("--ticket")?),
             "--no-stdin-watch" => stdin_watch = false,
+            "--any-ticket" => any_ticket = true,
+            "--no-request-log" => record = false,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -103,6 +112,8 @@ fn parse_args() -> Result<Args> {
     cfg.push_bytes = push_bytes;
     cfg.reset_after_frames = reset_after;
     cfg.sni_mismatch = sni;
+    cfg.any_ticket = any_ticket;
+    cfg.record = record;
     if plain {
         cfg = cfg.plain();
     }

@@ -1,0 +1,48 @@
+# mksgate: the two commands are `make demo` and `make test`; both install
+# what they need (scripts/setup.sh) on a fresh machine.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+MODULE := target/wasm32-wasip1/release/mksgate_filter.wasm
+
+.PHONY: help setup build test lint test-native test-wasm demo fuzz bench clean
+
+help:
+	@echo "make demo   - build, start ESXi stand-ins + Envoy on localhost, print a signed console link"
+	@echo "make test   - the whole suite (lint, unit, wasm, Envoy end-to-end, interop); what CI runs"
+	@echo "make build  - build the shipped module: $(MODULE)"
+	@echo "make fuzz   - about a minute of each fuzz target"
+	@echo "make bench  - the benchmark against HAProxy and plain Envoy (writes BENCHMARKS.md)"
+
+setup:
+	scripts/setup.sh
+
+build: setup
+	scripts/build-module.sh all
+
+lint: setup
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy -p mksgate-filter --target wasm32-wasip1 -- -D warnings
+
+test-native: build
+	scripts/setup-browser.sh
+	cargo test --workspace
+
+test-wasm: setup
+	scripts/test-core-wasm.sh
+
+test: lint test-native test-wasm
+	@echo "make test: all suites passed"
+
+demo: build
+	scripts/setup-browser.sh
+	cargo run --quiet --release -p mksgate-host-tests --bin mksgate-demo
+
+fuzz: setup
+	scripts/fuzz.sh 60
+
+bench: build
+	scripts/bench.sh
+
+clean:
+	cargo clean

@@ -1,0 +1,638 @@
+//! `make demo`: the gateway with a live console on localhost.
+//!
+//! [`Demo::start`] brings up, all on loopback:
+//!
+//! * the console servers: a QEMU VM ([`qemu`]) when `qemu-system-x86_64` is
+//!   installed, else the built-in RFB test pattern ([`rfb`]); the second host
+//!   always shows the test pattern;
+//! * two ESXi stand-ins (`vesxi01.sec.lab`, `vesxi02.sec.lab`) serving
+//!   `wss://<host>/ticket/<t>` with single-use tickets, SNI and TLS exactly as
+//!   in the other tests, bridging each session to its console server
+//!   ([`crate::standin::SessionMode::Bridge`]);
+//! * Envoy with the shipped `envoy/static-clusters.yaml`
+//!   ([`crate::shipped::static_clusters`]), a gateway certificate from a CA
+//!   made for the run, and a random HS256 secret in `MKSGATE_KEY_2026_11`;
+//!   the only changes beyond the test substitutions: the listener binds
+//!   127.0.0.1 and `allowed_origins` is the demo page's origin;
+//! * a small web server ([`web`]) with the demo page (noVNC), `/link` (a
+//!   fresh signed link) and `/decisions` (the gateway's decision log lines).
+
+pub mod qemu;
+pub mod rfb;
+pub mod web;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail, Context, Result};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use mksgate_core::jws::{self, Alg, Key};
+use ring::rand::{SecureRandom, SystemRandom};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::envoy::{replace_exact, workspace_root, Envoy, EnvoyOpts};
+use crate::shipped::{self, Upstream};
+use crate::standin::{BridgeTarget, Standin, StandinConfig};
+use crate::tls::{CertKey, TestCa};
+
+/// Lifetime of the links the demo signs: the shipped cap (`max_ttl_seconds`),
+/// so a person has time to open the page.
+pub const LINK_TTL_SECONDS: u64 = 300;
+/// Where the gateway listens (the shipped file says 0.0.0.0:443).
+pub const GATEWAY_IP: &str = "127.0.0.1";
+
+/// Which console server to put behind the first ESXi host.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ConsoleChoice {
+    /// QEMU if installed, else the test pattern.
+    #[default]
+    Auto,
+    /// QEMU or fail.
+    Qemu,
+    /// The built-in test pattern.
+    Pattern,
+}
+
+impl std::str::FromStr for ConsoleChoice {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<ConsoleChoice> {
+        Ok(match s {
+            "auto" => ConsoleChoice::Auto,
+            "qemu" => ConsoleChoice::Qemu,
+            "pattern" => ConsoleChoice::Pattern,
+            other => bail!("unknown console {other:?} (auto, qemu or pattern)"),
+        })
+    }
+}
+
+/// How to run the demo.
+#[derive(Clone, Debug)]
+pub struct DemoOpts {
+    /// Console server for `vesxi01.sec.lab`.
+    pub console: ConsoleChoice,
+    /// Port of the demo page (0 picks a free one).
+    pub web_port: u16,
+    /// Where the CA, the VM disk and sockets go.
+    pub work_dir: PathBuf,
+    /// Envoy's `--log-level`.
+    pub envoy_log_level: String,
+}
+
+impl Default for DemoOpts {
+    fn default() -> Self {
+        DemoOpts {
+            console: ConsoleChoice::Auto,
+            web_port: 0,
+            work_dir: workspace_root().join("target/mksgate-demo"),
+            envoy_log_level: "info".into(),
+        }
+    }
+}
+
+/// One ESXi host of the demo and the console behind it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsoleInfo {
+    /// ESXi host name (the link's `host` claim).
+    pub host: String,
+    /// Envoy cluster.
+    pub cluster: String,
+    /// The stand-in's address.
+    pub standin: String,
+    /// `qemu` or `pattern`.
+    pub kind: String,
+    /// What exactly runs there.
+    pub detail: String,
+    /// Why the test pattern was used instead of QEMU, if it was.
+    pub fallback_reason: Option<String>,
+}
+
+/// Everything the demo prints (`--json` prints exactly this).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DemoInfo {
+    /// `wss://127.0.0.1:<port>/console`.
+    pub gateway: String,
+    /// The gateway's listener address.
+    pub gateway_addr: String,
+    /// Envoy's admin address (`http://127.0.0.1:<port>`).
+    pub admin: String,
+    /// The demo page without a link.
+    pub page: String,
+    /// The demo page's origin (what `allowed_origins` was set to).
+    pub origin: String,
+    /// A signed link for the first host.
+    pub link: String,
+    /// The demo page opening that link.
+    pub page_url: String,
+    /// The consoles, first host first.
+    pub consoles: Vec<ConsoleInfo>,
+    /// The CA that issued the gateway certificate (PEM file).
+    pub ca_pem: String,
+    /// base64 SHA-256 of the gateway certificate's public key, for
+    /// Chromium's `--ignore-certificate-errors-spki-list`.
+    pub gateway_spki_sha256: String,
+    /// Envoy's log file (decision lines).
+    pub envoy_log: String,
+    /// Whether noVNC was found (the page needs it).
+    pub novnc: bool,
+    /// What the demo changed in the shipped config, besides addresses, ports,
+    /// paths and pins.
+    pub config_changes: Vec<String>,
+}
+
+/// A freshly signed link.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedLink {
+    /// `wss://127.0.0.1:<port>/console?token=<jws>`.
+    pub link: String,
+    /// The demo page opening it.
+    pub page_url: String,
+    /// The ESXi host it opens.
+    pub host: String,
+    /// `exp`, Unix seconds.
+    pub exp: u64,
+    /// `jti`.
+    pub jti: String,
+}
+
+/// What the web server needs.
+pub(crate) struct State {
+    key: Key,
+    standins: Vec<Standin>,
+    gateway: SocketAddr,
+    page: String,
+    envoy_log: PathBuf,
+    www: PathBuf,
+    novnc: PathBuf,
+}
+
+impl State {
+    fn sign(&self, host: &str) -> Result<SignedLink> {
+        let standin = self
+            .standins
+            .iter()
+            .find(|s| s.name() == host)
+            .ok_or_else(|| anyhow!("unknown host {host:?}"))?;
+        let ticket = standin.issue_ticket();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let exp = now + LINK_TTL_SECONDS;
+        let jti = hex(&random_bytes(16)?);
+        let claims = serde_json::json!({
+            "host": host,
+            "ticket": ticket,
+            "iat": now,
+            "exp": exp,
+            "jti": jti,
+            "aud": shipped::AUDIENCE,
+            "iss": shipped::ISSUER,
+            "sub": "demo",
+        });
+        let token = jws::sign(&self.key, claims.to_string().as_bytes());
+        let link = format!("wss://{}/console?token={token}", self.gateway);
+        Ok(SignedLink {
+            page_url: page_url(&self.page, &link),
+            link,
+            host: host.to_string(),
+            exp,
+            jti,
+        })
+    }
+}
+
+/// The demo page URL that opens `link`.
+pub fn page_url(page: &str, link: &str) -> String {
+    format!("{page}?link={}", percent_encode(link))
+}
+
+/// Percent-encode everything but RFC 3986 unreserved characters.
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn random_bytes(n: usize) -> Result<Vec<u8>> {
+    let mut b = vec![0u8; n];
+    SystemRandom::new()
+        .fill(&mut b)
+        .map_err(|_| anyhow!("the system RNG failed"))?;
+    Ok(b)
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// base64 SHA-256 of the certificate's SubjectPublicKeyInfo (Chromium's
+/// `--ignore-certificate-errors-spki-list` form).
+pub fn spki_sha256_base64(cert: &CertKey) -> Result<String> {
+    let key = rcgen::KeyPair::try_from(cert.key_der.as_slice())
+        .map_err(|e| anyhow!("parsing the gateway key: {e}"))?;
+    let spki = rcgen::PublicKeyData::subject_public_key_info(&key);
+    Ok(STANDARD.encode(Sha256::digest(&spki)))
+}
+
+/// The noVNC package vendored by `scripts/setup-browser.sh`.
+pub fn novnc_dir() -> PathBuf {
+    workspace_root().join("demo/node_modules/@novnc/novnc")
+}
+
+/// The demo page's files.
+pub fn www_dir() -> PathBuf {
+    workspace_root().join("demo/www")
+}
+
+/// The running demo. Dropping it stops everything it started.
+pub struct Demo {
+    info: DemoInfo,
+    state: Arc<State>,
+    web: JoinHandle<()>,
+    // Field order is drop order: Envoy first, then the stand-ins and the
+    // console servers behind them.
+    envoy: Option<Envoy>,
+    _standins: Vec<Standin>,
+    _pattern: rfb::PatternServer,
+    qemu: Option<qemu::Qemu>,
+}
+
+impl std::fmt::Debug for Demo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Demo")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        self.web.abort();
+    }
+}
+
+impl Demo {
+    /// Start everything; returns when the gateway is LIVE.
+    pub async fn start(opts: DemoOpts) -> Result<Demo> {
+        let dir = &opts.work_dir;
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let loopback = |n| SocketAddr::new(crate::loopback(n), 0);
+
+        // Console servers.
+        let pattern = rfb::PatternServer::start(loopback(1)).await?;
+        let pattern_detail = format!(
+            "built-in RFB 3.8 test pattern, {}x{}, on {}",
+            rfb::WIDTH,
+            rfb::HEIGHT,
+            pattern.addr()
+        );
+        let (qemu, fallback_reason) = match opts.console {
+            ConsoleChoice::Pattern => (None, Some("--console pattern was asked for".to_string())),
+            choice => match qemu::find_qemu() {
+                None if choice == ConsoleChoice::Qemu => {
+                    bail!("qemu-system-x86_64 not found: run scripts/setup-browser.sh")
+                }
+                None => (
+                    None,
+                    Some(
+                        "qemu-system-x86_64 is not installed (scripts/setup-browser.sh installs it)"
+                            .to_string(),
+                    ),
+                ),
+                Some(bin) => match qemu::Qemu::start(&bin, dir).await {
+                    Ok(q) => (Some(q), None),
+                    Err(e) if choice == ConsoleChoice::Auto => {
+                        (None, Some(format!("QEMU did not start: {e:#}")))
+                    }
+                    Err(e) => return Err(e),
+                },
+            },
+        };
+
+        // ESXi stand-ins bridging to them.
+        let [(h1, c1), (h2, c2)] = shipped::STATIC_HOSTS;
+        let first_target = match &qemu {
+            Some(q) => BridgeTarget::Unix(q.socket().to_path_buf()),
+            None => BridgeTarget::Tcp(pattern.addr()),
+        };
+        let s1 =
+            Standin::start(StandinConfig::new(h1, crate::loopback(2)).bridge(first_target)).await?;
+        let s2 = Standin::start(
+            StandinConfig::new(h2, crate::loopback(3)).bridge(BridgeTarget::Tcp(pattern.addr())),
+        )
+        .await?;
+        let consoles = vec![
+            ConsoleInfo {
+                host: h1.into(),
+                cluster: c1.into(),
+                standin: s1.local_addr().to_string(),
+                kind: if qemu.is_some() { "qemu" } else { "pattern" }.into(),
+                detail: match &qemu {
+                    Some(q) => format!(
+                        "QEMU VM (pid {}, {}, TCG, SeaBIOS + a boot sector that echoes keys), VNC on unix:{}",
+                        q.pid(),
+                        q.version(),
+                        q.socket().display()
+                    ),
+                    None => pattern_detail.clone(),
+                },
+                fallback_reason: fallback_reason.clone(),
+            },
+            ConsoleInfo {
+                host: h2.into(),
+                cluster: c2.into(),
+                standin: s2.local_addr().to_string(),
+                kind: "pattern".into(),
+                detail: pattern_detail,
+                fallback_reason: None,
+            },
+        ];
+
+        // The page's origin must be known before Envoy's config is written.
+        let web_listener = TcpListener::bind((GATEWAY_IP, opts.web_port))
+            .await
+            .with_context(|| format!("binding the demo page on {GATEWAY_IP}:{}", opts.web_port))?;
+        let web_addr = web_listener.local_addr()?;
+        let origin = format!("http://{web_addr}");
+        let origin_localhost = format!("http://localhost:{}", web_addr.port());
+        let page = format!("{origin}/");
+
+        // Gateway certificate from a CA made for this run.
+        let ca = TestCa::new("mksgate demo CA (this run only)")?;
+        let gw_cert = ca.issue(&[GATEWAY_IP, "localhost"])?;
+        let ca_pem = dir.join("ca.pem");
+        std::fs::write(&ca_pem, ca.cert_pem())?;
+        std::fs::write(dir.join("gateway.crt"), gw_cert.chain_pem())?;
+        let spki = spki_sha256_base64(&gw_cert)?;
+
+        // Envoy with the shipped config.
+        let secret = random_bytes(32)?;
+        let key = Key::new(Some(shipped::KID.into()), Alg::HS256, &secret)
+            .map_err(|e| anyhow!("signing key: {e:?}"))?;
+        let upstreams = [
+            Upstream {
+                addr: s1.local_addr(),
+                pin: s1.cert_sha256_hex(),
+            },
+            Upstream {
+                addr: s2.local_addr(),
+                pin: s2.cert_sha256_hex(),
+            },
+        ];
+        let shipped_origins = format!("\"allowed_origins\": [\"{}\"]", shipped::ORIGIN);
+        let demo_origins = format!("\"allowed_origins\": [\"{origin}\", \"{origin_localhost}\"]");
+        let yaml = replace_exact(
+            &shipped::static_clusters(&upstreams)?,
+            &[
+                (
+                    "socket_address: { address: 0.0.0.0, port_value: 0 }".to_string(),
+                    format!("socket_address: {{ address: {GATEWAY_IP}, port_value: 0 }}"),
+                ),
+                (shipped_origins.clone(), demo_origins.clone()),
+            ],
+        )?;
+        let envoy = Envoy::start(
+            &yaml,
+            EnvoyOpts {
+                log_level: opts.envoy_log_level.clone(),
+                env: vec![(shipped::KEY_ENV.into(), jws::encode_secret(&secret))],
+                files: vec![
+                    (
+                        shipped::GATEWAY_CERT_FILE.into(),
+                        gw_cert.chain_pem().into_bytes(),
+                    ),
+                    (
+                        shipped::GATEWAY_KEY_FILE.into(),
+                        gw_cert.key_pem.clone().into_bytes(),
+                    ),
+                ],
+                ..EnvoyOpts::default()
+            },
+        )
+        .await?;
+        let gateway = envoy.listener_addr(shipped::LISTENER).await?;
+        let envoy_log = envoy.dir().join("envoy.log");
+
+        let state = Arc::new(State {
+            key,
+            standins: vec![s1.clone(), s2.clone()],
+            gateway,
+            page: page.clone(),
+            envoy_log: envoy_log.clone(),
+            www: www_dir(),
+            novnc: novnc_dir(),
+        });
+        let web = tokio::spawn(web::serve(web_listener, state.clone()));
+        let first = state.sign(h1)?;
+        let info = DemoInfo {
+            gateway: format!("wss://{gateway}/console"),
+            gateway_addr: gateway.to_string(),
+            admin: format!("http://{}", envoy.admin_addr()),
+            page,
+            origin: origin.clone(),
+            link: first.link,
+            page_url: first.page_url,
+            consoles,
+            ca_pem: ca_pem.display().to_string(),
+            gateway_spki_sha256: spki,
+            envoy_log: envoy_log.display().to_string(),
+            novnc: state.novnc.join("core/rfb.js").is_file(),
+            config_changes: vec![
+                format!("allowed_origins: [\"{}\"] -> [\"{origin}\", \"{origin_localhost}\"] (the demo page's origin)", shipped::ORIGIN),
+                format!("listener address 0.0.0.0 -> {GATEWAY_IP} (port 0: a free one)"),
+                format!(
+                    "signing key {} HS256: a random secret made for this run, in Envoy's environment as {}",
+                    shipped::KID,
+                    shipped::KEY_ENV
+                ),
+            ],
+        };
+        Ok(Demo {
+            info,
+            state,
+            web,
+            envoy: Some(envoy),
+            _standins: vec![s1, s2],
+            _pattern: pattern,
+            qemu,
+        })
+    }
+
+    /// What to print.
+    pub fn info(&self) -> &DemoInfo {
+        &self.info
+    }
+
+    /// A fresh signed link for `host`.
+    pub fn sign(&self, host: &str) -> Result<SignedLink> {
+        self.state.sign(host)
+    }
+
+    /// The running Envoy.
+    pub fn envoy(&self) -> Option<&Envoy> {
+        self.envoy.as_ref()
+    }
+
+    /// Stop everything now (also done by drop).
+    pub fn stop(&mut self) {
+        self.web.abort();
+        self.envoy = None;
+        if let Some(q) = self.qemu.as_mut() {
+            q.stop();
+        }
+    }
+
+    /// The work directory's CA file.
+    pub fn ca_pem(&self) -> &Path {
+        Path::new(&self.info.ca_pem)
+    }
+
+    /// A human-readable description of the running demo.
+    pub fn describe(&self) -> String {
+        describe(&self.info)
+    }
+}
+
+/// The text `make demo` prints.
+pub fn describe(i: &DemoInfo) -> String {
+    let mut s = String::new();
+    let mut line = |t: String| {
+        s.push_str(&t);
+        s.push('\n');
+    };
+    line("mksgate demo: everything runs on this machine, on loopback.".into());
+    line(String::new());
+    line(format!(
+        "Gateway   {}   (Envoy + mksgate, envoy/static-clusters.yaml; admin {})",
+        i.gateway, i.admin
+    ));
+    for c in &i.consoles {
+        line(format!(
+            "ESXi      {} (cluster {}, stand-in {}) -> {}",
+            c.host, c.cluster, c.standin, c.detail
+        ));
+        if let Some(why) = &c.fallback_reason {
+            line(format!("          test pattern instead of QEMU: {why}"));
+        }
+    }
+    line("Changed in the shipped config (besides addresses, ports, paths, pins):".into());
+    for c in &i.config_changes {
+        line(format!("          {c}"));
+    }
+    line(String::new());
+    line(format!(
+        "A signed console link (one use, {LINK_TTL_SECONDS} s; host {}):",
+        i.consoles.first().map(|c| c.host.as_str()).unwrap_or("")
+    ));
+    line(format!("  {}", i.link));
+    line(String::new());
+    line("The demo page, opening that link (\"New link\" signs a fresh one):".into());
+    line(format!("  {}", i.page_url));
+    if !i.novnc {
+        line(
+            "  WARNING: noVNC is missing (demo/node_modules): run scripts/setup-browser.sh, \
+             or the page cannot show a console"
+                .into(),
+        );
+    }
+    line(String::new());
+    line(format!(
+        "Your browser must trust the gateway's certificate (issued by {}), one of:",
+        i.ca_pem
+    ));
+    line(format!(
+        "  - Chromium/Chrome: start it with --user-data-dir=$(mktemp -d) --ignore-certificate-errors-spki-list={}",
+        i.gateway_spki_sha256
+    ));
+    line(format!(
+        "  - open https://{}/ once and accept the warning (the gateway then answers 404 not_found), then reload the page with a new link",
+        i.gateway_addr
+    ));
+    line("  - import the CA file above as a trusted authority".into());
+    line(String::new());
+    line(format!(
+        "Decisions: Envoy's log {} and {}/stats?filter=mksgate",
+        i.envoy_log, i.admin
+    ));
+    line("Ctrl-C stops everything.".into());
+    s
+}
+
+/// Flip one character in the middle of a link's signature, so the link is
+/// well formed but its signature is wrong (`bad_signature`). The middle, not
+/// the end: the last base64url character of a 32-byte MAC carries padding
+/// bits a lenient decoder could ignore.
+pub fn tamper_signature(link: &str) -> Result<String> {
+    let dot = link
+        .rfind('.')
+        .ok_or_else(|| anyhow!("not a link with a JWS: {link}"))?;
+    let mut bytes = link.as_bytes().to_vec();
+    let at = dot + 10;
+    let c = *bytes
+        .get(at)
+        .ok_or_else(|| anyhow!("signature too short in {link}"))?;
+    bytes[at] = if c == b'A' { b'B' } else { b'A' };
+    Ok(String::from_utf8(bytes)?)
+}
+
+/// Decode a JWS's claims without checking anything (for display and tests).
+pub fn peek_claims(token: &str) -> Result<serde_json::Value> {
+    let payload = token
+        .split('.')
+        .nth(1)
+        .ok_or_else(|| anyhow!("not a JWS"))?;
+    let raw = URL_SAFE_NO_PAD.decode(payload)?;
+    Ok(serde_json::from_slice(&raw)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spki_hash_is_of_the_certificates_key() {
+        let ca = TestCa::new("t").unwrap();
+        let cert = ca.issue(&["127.0.0.1"]).unwrap();
+        let key = rcgen::KeyPair::try_from(cert.key_der.as_slice()).unwrap();
+        let spki = rcgen::PublicKeyData::subject_public_key_info(&key);
+        // The SPKI is embedded verbatim in the certificate.
+        assert!(cert
+            .cert_der
+            .windows(spki.len())
+            .any(|w| w == spki.as_slice()));
+        assert_eq!(spki_sha256_base64(&cert).unwrap().len(), 44);
+    }
+
+    #[test]
+    fn page_urls_carry_the_link_percent_encoded() {
+        let u = page_url(
+            "http://127.0.0.1:1/",
+            "wss://127.0.0.1:2/console?token=a.b-c.d_e",
+        );
+        assert_eq!(
+            u,
+            "http://127.0.0.1:1/?link=wss%3A%2F%2F127.0.0.1%3A2%2Fconsole%3Ftoken%3Da.b-c.d_e"
+        );
+    }
+
+    #[test]
+    fn tampering_changes_only_the_signature() {
+        let link = "wss://h/console?token=aaa.bbb.0123456789abcdefghij";
+        let t = tamper_signature(link).unwrap();
+        assert_ne!(t, link);
+        assert_eq!(t.len(), link.len());
+        assert!(t.starts_with("wss://h/console?token=aaa.bbb."));
+    }
+}
