@@ -31,6 +31,16 @@ impl Cidr {
         if cidr.masked(network) != Some(network) {
             return None;
         }
+        // Clients are matched as IPv4 when they come IPv4-mapped, so a block
+        // written IPv4-mapped (`::ffff:10.0.0.0/104`) is read as IPv4 too.
+        if let IpAddr::V6(v6) = network {
+            if let (Some(v4), true) = (v6.to_ipv4_mapped(), prefix >= 96) {
+                return Some(Cidr {
+                    network: IpAddr::V4(v4),
+                    prefix: prefix - 96,
+                });
+            }
+        }
         Some(cidr)
     }
 
@@ -87,6 +97,12 @@ mod tests {
         assert!(any.contains(ip("8.8.8.8")) && !any.contains(ip("::1")));
         let v6 = Cidr::parse("2001:db8::/32").unwrap();
         assert!(v6.contains(ip("2001:db8:1::1")) && !v6.contains(ip("2001:db9::1")));
+        let mapped = Cidr::parse("::ffff:10.1.0.0/112").unwrap();
+        assert!(mapped.contains(ip("10.1.2.3")) && mapped.contains(ip("::ffff:10.1.9.9")));
+        assert!(!mapped.contains(ip("10.2.0.1")));
+        assert!(Cidr::parse("::ffff:192.0.2.7")
+            .unwrap()
+            .contains(ip("192.0.2.7")));
         for bad in [
             "10.1.0.1/16",
             "10.0.0.0/33",

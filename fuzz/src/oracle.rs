@@ -343,6 +343,20 @@ fn cidr_contains(text: &str, client: IpAddr) -> Result<bool, String> {
     let network: IpAddr = addr
         .parse()
         .map_err(|_| format!("admitted with ip claim {text:?}"))?;
+    // A block written IPv4-mapped (prefix >= 96) is an IPv4 block.
+    let (network, prefix) = match network {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() && prefix.unwrap_or(128) >= 96 => {
+            let p = prefix.unwrap_or(128);
+            if p > 128 {
+                return Err(format!("admitted with ip claim {text:?}"));
+            }
+            match v6.to_ipv4_mapped() {
+                Some(v4) => (IpAddr::V4(v4), Some(p - 96)),
+                None => (network, prefix),
+            }
+        }
+        _ => (network, prefix),
+    };
     let client = match client {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(client, IpAddr::V4),
         v4 => v4,
