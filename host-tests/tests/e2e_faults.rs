@@ -309,7 +309,10 @@ fn shipped_timers_are_the_long_ones_and_the_route_has_only_the_upgrade_bound() {
     let mut want: Vec<(String, String)> = [
         ("connect_timeout", "5s"),
         ("connect_timeout", "5s"),
-        ("idle_timeout", "3600s"),
+        // The connection with no request on it (e2e_security.rs: silent
+        // connections); consoles are streams, governed by the two below.
+        ("idle_timeout", "10s"),
+        ("transport_socket_connect_timeout", "10s"),
         ("idle_timeout", "3600s"),
         ("max_connection_duration", "43200s"),
         ("request_headers_timeout", "10s"),
