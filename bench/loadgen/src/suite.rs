@@ -1,0 +1,1286 @@
+//! The whole benchmark in one run: one ESXi stand-in, every system in front
+//! of it, every scenario, scenario by scenario (all systems one after the
+//! other, so the figures compared are taken minutes apart at most), each
+//! against a freshly started proxy. Then Envoy's memory per worker VM and
+//! its start-up time with and without the modules.
+
+use std::io::Read;
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{ChildStdin, ChildStdout, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use mksgate_core::jws::{self, Alg, Key};
+
+use crate::procs::{
+    clock_ticks, command_line, cpus_allowed, free_port, http_get, log_tail, pinned, raise_nofile,
+    render, rss_kb, Proc,
+};
+use crate::results::{
+    LoadTime, Meta, ModuleInfo, Pinning, Results, RunConfig, Sample, SystemInfo, VmMemory,
+};
+use crate::scenario::{self, merge, Counter, Mode, Pool, Probe, Slice, Target, ESXI_HOST, KID};
+
+/// CPU the proxy runs on; the load generator and the stand-in get the other.
+pub const PROXY_CPU: &str = "0";
+pub const LOAD_CPU: &str = "1";
+const KEY_ENV: &str = "MKSGATE_KEY_2026_11";
+const STANDIN_ADDR: &str = "127.0.0.2";
+/// A second ESXi host in every routing table (nothing listens there).
+const STANDIN2_ADDR: &str = "127.0.0.3";
+
+fn env_f64(name: &str, default: f64) -> f64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+fn env_list(name: &str, default: &[u32]) -> Vec<u32> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => v
+            .split([',', ' '])
+            .filter_map(|s| s.trim().parse().ok())
+            .collect(),
+        _ => default.to_vec(),
+    }
+}
+
+/// Everything a full run does, in order (`BENCH_SCENARIOS` picks a subset).
+pub const ALL_SCENARIOS: [&str; 9] = [
+    "handshake",
+    "handshake-paced",
+    "frames",
+    "frames-max",
+    "bulk",
+    "bulk-max",
+    "idle",
+    "vm-memory",
+    "load-time",
+];
+
+/// Durations and sizes; `BENCH_QUICK=1` shrinks everything, each `BENCH_*`
+/// variable overrides one value (see scripts/bench.sh).
+pub fn settings_from_env() -> RunConfig {
+    let quick = std::env::var("BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+    let q = |full: f64, quick_v: f64| if quick { quick_v } else { full };
+    RunConfig {
+        cycles: env_u64("BENCH_CYCLES", if quick { 2 } else { 4 }) as u32,
+        stream_cycles: env_u64("BENCH_STREAM_CYCLES", if quick { 2 } else { 10 }) as u32,
+        window_s: env_f64("BENCH_WINDOW_S", q(3.0, 0.8)),
+        slice_s: env_f64("BENCH_SLICE_S", q(2.0, 0.6)),
+        handshake_slice_s: env_f64("BENCH_HS_SLICE_S", q(1.5, 0.6)),
+        warmup_s: env_f64("BENCH_WARMUP_S", q(1.0, 0.3)),
+        handshake_levels: env_list("BENCH_LEVELS", &[1, 16, 64]),
+        frames_sessions: env_u64("BENCH_FRAMES_SESSIONS", 16) as u32,
+        frames_bytes: env_u64("BENCH_FRAMES_BYTES", 64),
+        bulk_sessions: env_u64("BENCH_BULK_SESSIONS", 4) as u32,
+        bulk_bytes: env_u64("BENCH_BULK_BYTES", 1 << 20),
+        bulk_window: env_u64("BENCH_BULK_WINDOW", 4) as u32,
+        frames_rate: env_f64("BENCH_FRAMES_RATE", 2000.0),
+        hs_rate: env_f64("BENCH_HS_RATE", 150.0),
+        hs_paced_clients: env_u64("BENCH_HS_PACED_CLIENTS", 8) as u32,
+        bulk_rate_mb: env_f64("BENCH_BULK_RATE_MB", 100.0),
+        scenarios: match std::env::var("BENCH_SCENARIOS") {
+            Ok(v) if !v.trim().is_empty() => v
+                .split([',', ' '])
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect(),
+            _ => ALL_SCENARIOS.iter().map(|s| s.to_string()).collect(),
+        },
+        idle_sessions: env_u64("BENCH_IDLE_SESSIONS", if quick { 200 } else { 1000 }) as u32,
+        link_ttl_s: env_u64("BENCH_LINK_TTL_S", 60),
+        load_time_reps: env_u64("BENCH_LOAD_REPS", if quick { 2 } else { 5 }) as u32,
+        vm_memory_concurrency: env_list("BENCH_VM_CONCURRENCY", &[1, 2, 4, 8]),
+        proxy_cpu: PROXY_CPU.into(),
+        loadgen_cpu: LOAD_CPU.into(),
+        tls: "none: plaintext ws from client to proxy and from proxy to the stand-in".into(),
+    }
+}
+
+/// Files the run needs.
+pub struct Paths {
+    pub root: PathBuf,
+    pub work: PathBuf,
+    pub envoy: PathBuf,
+    pub haproxy: PathBuf,
+    pub standin: PathBuf,
+    pub wasm_dir: PathBuf,
+}
+
+impl Paths {
+    pub fn discover(root: &Path) -> Result<Paths> {
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"));
+        let envoy = std::env::var_os("ENVOY_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join(".tools/envoy/envoy/_bin/envoy"));
+        let haproxy = std::env::var_os("HAPROXY_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/usr/sbin/haproxy"));
+        let p = Paths {
+            root: root.to_path_buf(),
+            work: target.join("bench"),
+            envoy,
+            haproxy,
+            standin: target.join("release/esxi-standin"),
+            wasm_dir: target.join("wasm32-wasip1/release"),
+        };
+        for (what, f) in [
+            ("Envoy (scripts/setup.sh)", &p.envoy),
+            ("HAProxy (apt-get install haproxy)", &p.haproxy),
+            (
+                "esxi-standin (cargo build --release -p mksgate-host-tests --bin esxi-standin)",
+                &p.standin,
+            ),
+        ] {
+            if !f.is_file() {
+                bail!("{what} not found at {}", f.display());
+            }
+        }
+        std::fs::create_dir_all(&p.work)?;
+        Ok(p)
+    }
+
+    pub fn module(&self, file: &str) -> PathBuf {
+        self.wasm_dir.join(file)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum Kind {
+    Direct,
+    Haproxy,
+    Envoy {
+        template: &'static str,
+        module: Option<&'static str>,
+        mksgate: bool,
+        /// Envoy `--log-level`.
+        log_level: &'static str,
+        /// A literal replacement in the rendered config (diagnostics).
+        patch: Option<(&'static str, &'static str)>,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct System {
+    pub id: &'static str,
+    pub label: &'static str,
+    pub description: &'static str,
+    pub kind: Kind,
+    /// Diagnostic variants run in the handshake scenarios only.
+    pub handshake_only: bool,
+}
+
+/// The systems, in table order.
+pub fn all_systems() -> Vec<System> {
+    vec![
+        System {
+            id: "direct",
+            label: "1 direct",
+            description: "the client talks to the stand-in itself (the limit)",
+            kind: Kind::Direct,
+            handshake_only: false,
+        },
+        System {
+            id: "haproxy",
+            label: "2 HAProxy",
+            description: "HAProxy, WebMKS jump-host recipe: backend = `host` query parameter, no authentication (bench/configs/haproxy.cfg)",
+            kind: Kind::Haproxy,
+            handshake_only: false,
+        },
+        System {
+            id: "envoy",
+            label: "3 Envoy",
+            description: "Envoy, route on the `host` query parameter, no wasm filter (bench/configs/envoy-no-filter.yaml)",
+            kind: Kind::Envoy {
+                template: "envoy-no-filter.yaml",
+                module: None,
+                mksgate: false,
+                log_level: "info",
+                patch: None,
+            },
+            handshake_only: false,
+        },
+        System {
+            id: "noop",
+            label: "4 Envoy+noop",
+            description: "as 3, plus the do-nothing proxy-wasm filter, shipped build (bench/configs/envoy-noop.yaml, mksgate_noop_filter.wasm)",
+            kind: Kind::Envoy {
+                template: "envoy-noop.yaml",
+                module: Some("mksgate_noop_filter.wasm"),
+                mksgate: false,
+                log_level: "info",
+                patch: None,
+            },
+            handshake_only: false,
+        },
+        System {
+            id: "noop-raw",
+            label: "4b Envoy+noop raw",
+            description: "as 4 with cargo's raw module, which still exports the body callbacks (mksgate_noop_filter.raw.wasm)",
+            kind: Kind::Envoy {
+                template: "envoy-noop.yaml",
+                module: Some("mksgate_noop_filter.raw.wasm"),
+                mksgate: false,
+                log_level: "info",
+                patch: None,
+            },
+            handshake_only: false,
+        },
+        System {
+            id: "mksgate",
+            label: "5 Envoy+mksgate",
+            description: "Envoy with mksgate as shipped: signed one-time links, cluster_header routing (bench/configs/envoy-mksgate.yaml, mksgate_filter.wasm)",
+            kind: Kind::Envoy {
+                template: "envoy-mksgate.yaml",
+                module: Some("mksgate_filter.wasm"),
+                mksgate: true,
+                log_level: "info",
+                patch: None,
+            },
+            handshake_only: false,
+        },
+        System {
+            id: "mksgate-raw",
+            label: "5b Envoy+mksgate raw",
+            description: "as 5 with cargo's raw module, which still exports the body callbacks (mksgate_filter.raw.wasm): the before of 'off the data path'",
+            kind: Kind::Envoy {
+                template: "envoy-mksgate.yaml",
+                module: Some("mksgate_filter.raw.wasm"),
+                mksgate: true,
+                log_level: "info",
+                patch: None,
+            },
+            handshake_only: false,
+        },
+        System {
+            id: "mksgate-warnlog",
+            label: "5c mksgate, log warn (diag.)",
+            description: "diagnostic, handshakes only: as 5 with Envoy at `--log-level warn`, so the decision line is formatted in the VM and handed to Envoy but not written",
+            kind: Kind::Envoy {
+                template: "envoy-mksgate.yaml",
+                module: Some("mksgate_filter.wasm"),
+                mksgate: true,
+                log_level: "warn",
+                patch: None,
+            },
+            handshake_only: true,
+        },
+        System {
+            id: "mksgate-reusable",
+            label: "5d mksgate, no one-time (diag.)",
+            description: "diagnostic, handshakes only: as 5 with `one_time_links: false`, so no replay-table read and compare-and-swap write per handshake",
+            kind: Kind::Envoy {
+                template: "envoy-mksgate.yaml",
+                module: Some("mksgate_filter.wasm"),
+                mksgate: true,
+                log_level: "info",
+                patch: Some(("\"one_time_links\": true", "\"one_time_links\": false")),
+            },
+            handshake_only: true,
+        },
+    ]
+}
+
+/// The stand-in, pinned to the load generator's CPU.
+pub struct Standin {
+    proc: Proc,
+    pub addr: SocketAddr,
+    _stdin: ChildStdin,
+    _stdout: ChildStdout,
+}
+
+impl Standin {
+    pub fn start(paths: &Paths) -> Result<Standin> {
+        let log = paths.work.join("standin.log");
+        let err = std::fs::File::create(&log)?;
+        let mut cmd = pinned(Some(LOAD_CPU), &paths.standin);
+        cmd.args([
+            "--name",
+            ESXI_HOST,
+            "--addr",
+            STANDIN_ADDR,
+            "--plain",
+            "--push-interval-ms",
+            "0",
+            "--any-ticket",
+            "--no-request-log",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(err);
+        let mut proc = Proc::spawn_raw("esxi-standin", cmd, &log)?;
+        let stdin = proc
+            .child_mut()
+            .stdin
+            .take()
+            .ok_or_else(|| anyhow!("stand-in stdin"))?;
+        let mut stdout = proc
+            .child_mut()
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow!("stand-in stdout"))?;
+        // The ready line (the stand-in prints one JSON line, then nothing).
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        while line.len() < 4096 {
+            match stdout.read(&mut byte) {
+                Ok(1) if byte[0] == b'\n' => break,
+                Ok(1) => line.push(byte[0]),
+                _ => bail!(
+                    "stand-in exited before it was ready:\n{}",
+                    log_tail(&log, 20)
+                ),
+            }
+        }
+        let info: serde_json::Value = serde_json::from_slice(&line)
+            .with_context(|| format!("stand-in ready line {:?}", String::from_utf8_lossy(&line)))?;
+        let port = info
+            .get("port")
+            .and_then(|p| p.as_u64())
+            .ok_or_else(|| anyhow!("stand-in ready line without port"))?;
+        let ip: IpAddr = STANDIN_ADDR.parse()?;
+        Ok(Standin {
+            addr: SocketAddr::new(ip, port as u16),
+            proc,
+            _stdin: stdin,
+            _stdout: stdout,
+        })
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.proc.pid()
+    }
+}
+
+/// A system started for one measurement.
+pub struct Running {
+    pub proc: Option<Proc>,
+    pub target: Arc<Target>,
+    pub admin: Option<SocketAddr>,
+}
+
+impl Running {
+    pub fn pid(&self) -> Option<i32> {
+        self.proc.as_ref().map(|p| p.pid())
+    }
+}
+
+static STARTS: AtomicU32 = AtomicU32::new(0);
+
+/// Shared by every start of a run.
+pub struct Ctx {
+    pub paths: Paths,
+    pub settings: RunConfig,
+    pub key: Key,
+    pub key_env_value: String,
+    pub standin_addr: SocketAddr,
+}
+
+fn wait_port(addr: SocketAddr, proc: &mut Proc, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        proc.check_alive()?;
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "{} not listening on {addr} after {timeout:?}:\n{}",
+                proc.name,
+                log_tail(&proc.log, 25)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn wait_envoy_ready(admin: SocketAddr, proc: &mut Proc, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        proc.check_alive()?;
+        if let Ok((200, body)) = http_get(admin, "/ready", Duration::from_millis(500)) {
+            if body.contains("LIVE") {
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "Envoy not LIVE after {timeout:?}:\n{}",
+                log_tail(&proc.log, 25)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Start `sys` (fresh process) and wait until it serves.
+pub fn start(ctx: &Ctx, sys: &System, concurrency: u32) -> Result<Running> {
+    let n = STARTS.fetch_add(1, Ordering::SeqCst);
+    let localhost: IpAddr = [127, 0, 0, 1].into();
+    match &sys.kind {
+        Kind::Direct => Ok(Running {
+            proc: None,
+            target: Arc::new(Target::new(ctx.standin_addr, Mode::Path)),
+            admin: None,
+        }),
+        Kind::Haproxy => {
+            let port = free_port()?;
+            let template =
+                std::fs::read_to_string(ctx.paths.root.join("bench/configs/haproxy.cfg"))?;
+            let cfg = render(
+                &template,
+                &[
+                    ("LISTEN_PORT", port.to_string()),
+                    ("UPSTREAM_ADDR", ctx.standin_addr.ip().to_string()),
+                    ("UPSTREAM2_ADDR", STANDIN2_ADDR.to_string()),
+                    ("UPSTREAM_PORT", ctx.standin_addr.port().to_string()),
+                ],
+            )?;
+            let cfg_path = ctx.paths.work.join("haproxy.cfg");
+            std::fs::write(&cfg_path, cfg)?;
+            let mut cmd = pinned(Some(PROXY_CPU), &ctx.paths.haproxy);
+            cmd.arg("-db").arg("-f").arg(&cfg_path).stdin(Stdio::null());
+            let mut proc = Proc::spawn("haproxy", cmd, &ctx.paths.work.join("haproxy.log"))?;
+            let addr = SocketAddr::new(localhost, port);
+            wait_port(addr, &mut proc, Duration::from_secs(15))?;
+            Ok(Running {
+                proc: Some(proc),
+                target: Arc::new(Target::new(addr, Mode::Path)),
+                admin: None,
+            })
+        }
+        Kind::Envoy {
+            template,
+            module,
+            mksgate,
+            log_level,
+            patch,
+        } => {
+            let port = free_port()?;
+            let admin_port = free_port()?;
+            let text =
+                std::fs::read_to_string(ctx.paths.root.join("bench/configs").join(template))?;
+            let mut vars = vec![
+                ("LISTEN_PORT", port.to_string()),
+                ("ADMIN_PORT", admin_port.to_string()),
+                ("UPSTREAM_ADDR", ctx.standin_addr.ip().to_string()),
+                ("UPSTREAM2_ADDR", STANDIN2_ADDR.to_string()),
+                ("UPSTREAM_PORT", ctx.standin_addr.port().to_string()),
+            ];
+            if let Some(m) = module {
+                let path = ctx.paths.module(m);
+                if !path.is_file() {
+                    bail!(
+                        "module {} missing: run scripts/build-module.sh all",
+                        path.display()
+                    );
+                }
+                vars.push(("MODULE", path.to_string_lossy().into_owned()));
+            }
+            let mut cfg = render(&text, &vars)?;
+            if let Some((from, to)) = patch {
+                if !cfg.contains(from) {
+                    bail!("{}: {from:?} not found in {template}", sys.id);
+                }
+                cfg = cfg.replace(from, to);
+            }
+            let cfg_path = ctx.paths.work.join(format!("envoy-{}.yaml", sys.id));
+            std::fs::write(&cfg_path, cfg)?;
+            let mut cmd = pinned(Some(PROXY_CPU), &ctx.paths.envoy);
+            let base_id = (std::process::id() % 40_000) * 100 + n % 100;
+            cmd.arg("-c")
+                .arg(&cfg_path)
+                .arg("--concurrency")
+                .arg(concurrency.to_string())
+                .arg("--disable-hot-restart")
+                .arg("--base-id")
+                .arg(base_id.to_string())
+                .arg("--log-level")
+                .arg(log_level)
+                .arg("--log-path")
+                .arg(ctx.paths.work.join(format!("envoy-{}.log", sys.id)))
+                .stdin(Stdio::null());
+            if *mksgate {
+                cmd.env(KEY_ENV, &ctx.key_env_value);
+            }
+            let out = ctx.paths.work.join(format!("envoy-{}.out", sys.id));
+            // Envoy appends to --log-path: start each run's log afresh.
+            let _ = std::fs::remove_file(ctx.paths.work.join(format!("envoy-{}.log", sys.id)));
+            let mut proc = Proc::spawn(&format!("envoy ({})", sys.id), cmd, &out)?;
+            // Errors go to --log-path; show that file's tail on failure.
+            proc.log = ctx.paths.work.join(format!("envoy-{}.log", sys.id));
+            let admin = SocketAddr::new(localhost, admin_port);
+            wait_envoy_ready(admin, &mut proc, Duration::from_secs(30))?;
+            let addr = SocketAddr::new(localhost, port);
+            wait_port(addr, &mut proc, Duration::from_secs(10))?;
+            let mode = if *mksgate {
+                Mode::Mksgate {
+                    key: Box::new(ctx.key.clone()),
+                    ttl_s: ctx.settings.link_ttl_s,
+                }
+            } else {
+                Mode::Path
+            };
+            Ok(Running {
+                proc: Some(proc),
+                target: Arc::new(Target::new(addr, mode)),
+                admin: Some(admin),
+            })
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Scenario {
+    Handshake(u32),
+    /// Fixed handshake rate, all proxies at once.
+    HandshakePaced,
+    /// Paced (the same offered load for every system) or as fast as it goes.
+    Frames {
+        paced: bool,
+    },
+    Bulk {
+        paced: bool,
+    },
+}
+
+fn random_secret() -> Result<Vec<u8>> {
+    let mut buf = vec![0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut buf)?;
+    Ok(buf)
+}
+
+fn utc_now() -> String {
+    command_line("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"])
+}
+
+fn read_trim(path: &str) -> String {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn meta(root: &Path, paths: &Paths, quick: bool) -> Meta {
+    let cpuinfo = read_trim("/proc/cpuinfo");
+    let cpu_model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+        .unwrap_or_else(|| "?".into());
+    let mem_total_kb = read_trim("/proc/meminfo")
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse().ok()))
+        .unwrap_or(0);
+    let root_s = root.to_string_lossy().into_owned();
+    let dirty = std::process::Command::new("git")
+        .args(["-C", &root_s, "status", "--porcelain"])
+        .output()
+        .map(|o| !o.stdout.is_empty())
+        .unwrap_or(false);
+    Meta {
+        started_utc: utc_now(),
+        wall_seconds: 0.0,
+        git_commit: command_line("git", &["-C", &root_s, "rev-parse", "--short", "HEAD"]),
+        git_dirty: dirty,
+        kernel: command_line("uname", &["-sr"]),
+        cpu_model,
+        // Online CPUs of the machine (not this process's affinity mask).
+        // SAFETY: sysconf has no preconditions.
+        cpus: usize::try_from(unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }).unwrap_or(0),
+        mem_total_kb,
+        loadavg_start: read_trim("/proc/loadavg"),
+        loadavg_end: String::new(),
+        envoy_version: command_line(&paths.envoy.to_string_lossy(), &["--version"])
+            .trim_start_matches(|c: char| c != ':')
+            .trim_start_matches([':', ' '])
+            .to_string(),
+        haproxy_version: command_line(&paths.haproxy.to_string_lossy(), &["-v"]),
+        rustc_version: command_line("rustc", &["-V"]),
+        clock_ticks_per_s: clock_ticks(),
+        cpu_source: if crate::procs::have_schedstat() {
+            "/proc/<pid>/task/*/schedstat (run time, ns)".into()
+        } else {
+            "/proc/<pid>/stat utime+stime (clock ticks)".into()
+        },
+        quick,
+    }
+}
+
+/// Names of the `proxy_on_*` exports of a wasm module.
+pub fn proxy_exports(bytes: &[u8]) -> Vec<String> {
+    fn leb(b: &[u8], i: &mut usize) -> Option<u64> {
+        let mut v = 0u64;
+        let mut shift = 0;
+        loop {
+            let byte = *b.get(*i)?;
+            *i += 1;
+            v |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Some(v);
+            }
+            shift += 7;
+            if shift > 63 {
+                return None;
+            }
+        }
+    }
+    let mut out = Vec::new();
+    if bytes.get(..4) != Some(b"\0asm") {
+        return out;
+    }
+    let mut i = 8;
+    while i < bytes.len() {
+        let id = bytes[i];
+        i += 1;
+        let Some(len) = leb(bytes, &mut i) else { break };
+        let end = i + len as usize;
+        if id == 7 {
+            let mut j = i;
+            let Some(count) = leb(bytes, &mut j) else {
+                break;
+            };
+            for _ in 0..count {
+                let Some(nlen) = leb(bytes, &mut j) else {
+                    break;
+                };
+                let Some(name) = bytes.get(j..j + nlen as usize) else {
+                    break;
+                };
+                j += nlen as usize;
+                j += 1; // kind
+                if leb(bytes, &mut j).is_none() {
+                    break;
+                }
+                let name = String::from_utf8_lossy(name).into_owned();
+                if name.starts_with("proxy_on_") {
+                    out.push(name);
+                }
+            }
+            break;
+        }
+        i = end;
+    }
+    out.sort();
+    out
+}
+
+fn module_info(paths: &Paths) -> Vec<ModuleInfo> {
+    [
+        "mksgate_filter.wasm",
+        "mksgate_filter.raw.wasm",
+        "mksgate_noop_filter.wasm",
+        "mksgate_noop_filter.raw.wasm",
+    ]
+    .iter()
+    .filter_map(|name| {
+        let path = paths.module(name);
+        let bytes = std::fs::read(&path).ok()?;
+        Some(ModuleInfo {
+            name: name.to_string(),
+            path: path
+                .strip_prefix(&paths.root)
+                .unwrap_or(&path)
+                .to_string_lossy()
+                .into_owned(),
+            bytes: bytes.len() as u64,
+            proxy_exports: proxy_exports(&bytes),
+        })
+    })
+    .collect()
+}
+
+fn describe(s: &Sample) -> String {
+    let rate = if s.wall_s > 0.0 {
+        s.ops as f64 / s.wall_s
+    } else {
+        0.0
+    };
+    let cpu = s
+        .proxy_cpu_s
+        .map(|c| {
+            if s.ops > 0 {
+                format!("{:.1} us/op", c / s.ops as f64 * 1e6)
+            } else {
+                "-".into()
+            }
+        })
+        .unwrap_or_else(|| "-".into());
+    let errs: u64 = s.errors.values().sum();
+    match s.scenario.as_str() {
+        "idle" => format!(
+            "{} sessions, rss {:?} -> {:?} kB, errors {errs}",
+            s.ops, s.rss_before_kb, s.rss_kb
+        ),
+        _ => format!(
+            "{rate:.0}/s, {:.0} MB/s, p50 {:?} us, proxy {cpu} (proxy {:.2}s, standin {:.2}s, loadgen {:.2}s of {:.2}s), errors {errs}",
+            s.bytes as f64 / s.wall_s.max(1e-9) / 1e6,
+            s.lat_p50_us,
+            s.proxy_cpu_s.unwrap_or(0.0),
+            s.standin_cpu_s.unwrap_or(0.0),
+            s.loadgen_cpu_s,
+            s.wall_s
+        ),
+    }
+}
+
+async fn pool_for(ctx: &Ctx, sc: Scenario, run: &Running, counter: Arc<Counter>) -> Pool {
+    let set = &ctx.settings;
+    let t = run.target.clone();
+    match sc {
+        Scenario::Handshake(c) => Pool::handshakes(t, counter, c, None),
+        Scenario::HandshakePaced => {
+            Pool::handshakes(t, counter, set.hs_paced_clients, Some(set.hs_rate))
+        }
+        Scenario::Frames { paced } => {
+            Pool::frames(
+                t,
+                counter,
+                set.frames_sessions,
+                set.frames_bytes as usize,
+                paced.then_some(set.frames_rate),
+            )
+            .await
+        }
+        Scenario::Bulk { paced } => {
+            Pool::bulk(
+                t,
+                counter,
+                set.bulk_sessions,
+                set.bulk_bytes as usize,
+                set.bulk_window,
+                paced.then_some(set.bulk_rate_mb * 1e6),
+            )
+            .await
+        }
+    }
+}
+
+/// One scenario, every system: fresh processes for all, then a warm-up
+/// slice each, then `cycles` cycles of one slice per system.
+async fn sliced(
+    ctx: &Ctx,
+    systems: &[System],
+    sc: Scenario,
+    standin_pid: i32,
+    counter: &Arc<Counter>,
+    res: &mut Results,
+    pinned_seen: &mut std::collections::BTreeSet<&'static str>,
+) {
+    let set = &ctx.settings;
+    // Paced stream scenarios load every proxy at once, each with the same
+    // offered load, and measure them over the same windows: noise from the
+    // machine then hits all of them alike. (The direct system has no proxy
+    // CPU to measure and would only load CPU 1 more.)
+    let concurrent = matches!(
+        sc,
+        Scenario::HandshakePaced
+            | Scenario::Frames { paced: true }
+            | Scenario::Bulk { paced: true }
+    );
+    let handshakes = matches!(sc, Scenario::Handshake(_) | Scenario::HandshakePaced);
+    let chosen: Vec<&System> = systems
+        .iter()
+        .filter(|s| {
+            (!s.handshake_only || handshakes) && !(concurrent && matches!(s.kind, Kind::Direct))
+        })
+        .collect();
+    // Start every process first, then set up the clients. Diagnostics of
+    // the benchmark itself: BENCH_START_REVERSE=1 starts them in reverse.
+    let mut start_order: Vec<usize> = (0..chosen.len()).collect();
+    if std::env::var("BENCH_START_REVERSE").is_ok_and(|v| v == "1") {
+        start_order.reverse();
+    }
+    let mut started: Vec<Option<Running>> = chosen.iter().map(|_| None).collect();
+    for i in start_order {
+        let sys = chosen[i];
+        match start(ctx, sys, 1) {
+            Ok(r) => started[i] = Some(r),
+            Err(e) => {
+                let msg = format!("{sc:?} {}: start failed: {e:#}", sys.id);
+                eprintln!("bench: {msg}");
+                res.problems.push(msg);
+            }
+        }
+    }
+    let mut live: Vec<(&System, Running, Option<Pool>)> = Vec::new();
+    for (sys, run) in chosen.into_iter().zip(started) {
+        let Some(run) = run else { continue };
+        if let Some(pid) = run.pid() {
+            if pinned_seen.insert(sys.id) {
+                res.pinning.push(Pinning {
+                    process: format!("{} (proxy)", sys.label),
+                    cpus_allowed: cpus_allowed(pid),
+                });
+            }
+        }
+        let pool = pool_for(ctx, sc, &run, counter.clone()).await;
+        live.push((sys, run, Some(pool)));
+    }
+    let probe = |run: &Running| Probe {
+        proxy: run.pid(),
+        standin: Some(standin_pid),
+    };
+    let warm = Duration::from_secs_f64(set.warmup_s);
+    if concurrent {
+        futures_util::future::join_all(
+            live.iter()
+                .filter_map(|(_, run, pool)| pool.as_ref().map(|p| p.slice(warm, probe(run)))),
+        )
+        .await;
+    } else {
+        for (_, run, pool) in &live {
+            if let Some(pool) = pool {
+                let _ = pool.slice(warm, probe(run)).await;
+            }
+        }
+    }
+    let mut slices: Vec<Vec<Slice>> = live.iter().map(|_| Vec::new()).collect();
+    // Sessions that failed to open, over every pool a system had.
+    let mut setup_errors: Vec<std::collections::BTreeMap<String, u64>> =
+        live.iter().map(|_| Default::default()).collect();
+    let (cycles, slice_s) = match sc {
+        Scenario::Handshake(_) => (set.cycles, set.handshake_slice_s),
+        Scenario::HandshakePaced
+        | Scenario::Frames { paced: true }
+        | Scenario::Bulk { paced: true } => (set.stream_cycles, set.window_s),
+        _ => (set.cycles, set.slice_s),
+    };
+    for cycle in 1..=cycles.max(1) {
+        if concurrent {
+            // Fresh clients every window, created in an order that rotates
+            // by one each window: the system whose client tasks were
+            // spawned first gets a systematic advantage (seen: up to 35%
+            // less CPU per handshake), so each one leads equally often.
+            let mut order: Vec<usize> = (0..live.len()).collect();
+            order.rotate_left((cycle as usize - 1) % live.len().max(1));
+            for (i, entry) in live.iter_mut().enumerate() {
+                if let Some(p) = entry.2.take() {
+                    for (k, v) in p.setup_errors() {
+                        *setup_errors[i].entry(k.clone()).or_default() += v;
+                    }
+                    p.stop().await;
+                }
+            }
+            for &i in &order {
+                let pool = pool_for(ctx, sc, &live[i].1, counter.clone()).await;
+                live[i].2 = Some(pool);
+            }
+            let got = futures_util::future::join_all(order.iter().filter_map(|&i| {
+                let (_, run, pool) = &live[i];
+                pool.as_ref()
+                    .map(|p| p.slice(Duration::from_secs_f64(slice_s), probe(run)))
+            }))
+            .await;
+            for (i, mut sl) in order.into_iter().zip(got) {
+                let sys = live[i].0;
+                sl.sample.system = sys.id.into();
+                sl.sample.round = cycle;
+                eprintln!(
+                    "bench: {:<10} c={:<3} cycle {cycle} {:<12} {}",
+                    sl.sample.scenario,
+                    sl.sample.concurrency,
+                    sys.id,
+                    describe(&sl.sample)
+                );
+                slices[i].push(sl);
+            }
+            continue;
+        }
+        let mut order: Vec<usize> = (0..live.len()).collect();
+        if cycle % 2 == 0 {
+            order.reverse();
+        }
+        for i in order {
+            let (sys, run, pool) = &live[i];
+            let Some(pool) = pool else { continue };
+            let mut sl = pool
+                .slice(Duration::from_secs_f64(slice_s), probe(run))
+                .await;
+            sl.sample.system = sys.id.into();
+            sl.sample.round = cycle;
+            eprintln!(
+                "bench: {:<9} c={:<3} cycle {cycle} {:<12} {}",
+                sl.sample.scenario,
+                sl.sample.concurrency,
+                sys.id,
+                describe(&sl.sample)
+            );
+            slices[i].push(sl);
+        }
+    }
+    for (((sys, run, pool), sl), mut errs) in live.into_iter().zip(slices).zip(setup_errors) {
+        let mut total = merge(&sl);
+        total.system = sys.id.into();
+        total.round = 0;
+        if let Some(p) = &pool {
+            for (k, v) in p.setup_errors() {
+                *errs.entry(k.clone()).or_default() += v;
+            }
+        }
+        for (k, v) in errs {
+            *total.errors.entry(format!("setup: {k}")).or_default() += v;
+        }
+        if let Some(pid) = run.pid() {
+            total.rss_kb = rss_kb(pid);
+        }
+        res.samples.extend(sl.into_iter().map(|s| s.sample));
+        res.samples.push(total);
+        if let Some(p) = pool {
+            p.stop().await;
+        }
+        drop(run);
+    }
+}
+
+fn envoy_stat(admin: SocketAddr, name: &str) -> Option<u64> {
+    let (_, body) = http_get(
+        admin,
+        "/stats?filter=wasm.envoy.wasm.runtime",
+        Duration::from_secs(2),
+    )
+    .ok()?;
+    body.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Run everything; returns the results (also written to `out`).
+pub async fn run(root: &Path, out: &Path) -> Result<Results> {
+    let t0 = Instant::now();
+    let settings = settings_from_env();
+    let quick = std::env::var("BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+    let paths = Paths::discover(root)?;
+    let nofile = raise_nofile();
+    let mut res = Results {
+        meta: meta(root, &paths, quick),
+        config: settings.clone(),
+        modules: module_info(&paths),
+        ..Results::default()
+    };
+    if nofile < u64::from(settings.idle_sessions) * 3 {
+        res.problems.push(format!(
+            "open-files limit {nofile} is low for {} idle sessions",
+            settings.idle_sessions
+        ));
+    }
+    let wanted: Vec<String> = std::env::var("BENCH_SYSTEMS")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .map(|v| {
+            v.split([',', ' '])
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut systems: Vec<System> = all_systems()
+        .into_iter()
+        .filter(|s| wanted.is_empty() || wanted.iter().any(|w| w == s.id))
+        .collect();
+    // Diagnostics of the benchmark itself: the order systems are started
+    // and driven in.
+    if std::env::var("BENCH_REVERSE").is_ok_and(|v| v == "1") {
+        systems.reverse();
+    }
+    res.systems = systems
+        .iter()
+        .map(|s| {
+            let (config, module) = match &s.kind {
+                Kind::Direct => (None, None),
+                Kind::Haproxy => (Some("bench/configs/haproxy.cfg".to_string()), None),
+                Kind::Envoy {
+                    template, module, ..
+                } => (
+                    Some(format!("bench/configs/{template}")),
+                    module.map(str::to_string),
+                ),
+            };
+            SystemInfo {
+                id: s.id.into(),
+                label: s.label.into(),
+                description: s.description.into(),
+                config,
+                module,
+            }
+        })
+        .collect();
+
+    let standin = Standin::start(&paths)?;
+    let me = std::process::id() as i32;
+    res.pinning.push(Pinning {
+        process: "mksgate-loadgen (load generator)".into(),
+        cpus_allowed: cpus_allowed(me),
+    });
+    res.pinning.push(Pinning {
+        process: "esxi-standin".into(),
+        cpus_allowed: cpus_allowed(standin.pid()),
+    });
+    let secret = random_secret()?;
+    let key = Key::new(Some(KID.into()), Alg::HS256, &secret)
+        .map_err(|e| anyhow!("signing key: {e:?}"))?;
+    let ctx = Ctx {
+        paths,
+        settings: settings.clone(),
+        key,
+        key_env_value: jws::encode_secret(&secret),
+        standin_addr: standin.addr,
+    };
+    let counter = Arc::new(Counter::default());
+
+    let mut pinned_seen = std::collections::BTreeSet::new();
+    let want = |name: &str| settings.scenarios.iter().any(|s| s == name);
+    let mut scenarios: Vec<Scenario> = Vec::new();
+    if want("handshake") {
+        scenarios.extend(
+            settings
+                .handshake_levels
+                .iter()
+                .map(|c| Scenario::Handshake(*c)),
+        );
+    }
+    if want("handshake-paced") {
+        scenarios.push(Scenario::HandshakePaced);
+    }
+    for (name, sc) in [
+        ("frames", Scenario::Frames { paced: true }),
+        ("frames-max", Scenario::Frames { paced: false }),
+        ("bulk", Scenario::Bulk { paced: true }),
+        ("bulk-max", Scenario::Bulk { paced: false }),
+    ] {
+        if want(name) {
+            scenarios.push(sc);
+        }
+    }
+    for sc in scenarios {
+        sliced(
+            &ctx,
+            &systems,
+            sc,
+            standin.pid(),
+            &counter,
+            &mut res,
+            &mut pinned_seen,
+        )
+        .await;
+    }
+
+    // Proxy memory with idle sessions: each system fresh, one at a time.
+    for sys in systems.iter().filter(|s| !s.handshake_only && want("idle")) {
+        let run = match start(&ctx, sys, 1) {
+            Ok(r) => r,
+            Err(e) => {
+                res.problems
+                    .push(format!("idle {}: start failed: {e:#}", sys.id));
+                continue;
+            }
+        };
+        let probe = Probe {
+            proxy: run.pid(),
+            standin: Some(standin.pid()),
+        };
+        let mut sample = scenario::idle(
+            run.target.clone(),
+            counter.clone(),
+            settings.idle_sessions,
+            Duration::from_secs(1),
+            probe,
+        )
+        .await;
+        sample.system = sys.id.into();
+        eprintln!("bench: idle      {:<12} {}", sys.id, describe(&sample));
+        res.samples.push(sample);
+        drop(run);
+    }
+
+    // Memory each worker's VM adds: RSS at several --concurrency values,
+    // after handshakes through every worker (so each VM has served
+    // requests), then idle for a second.
+    for sys in systems
+        .iter()
+        .filter(|s| matches!(s.id, "envoy" | "noop" | "mksgate") && want("vm-memory"))
+    {
+        let mut order: Vec<u32> = settings.vm_memory_concurrency.clone();
+        let mut rev = order.clone();
+        rev.reverse();
+        order.extend(rev);
+        for c in order {
+            match start(&ctx, sys, c) {
+                Ok(run) => {
+                    let pool = Pool::handshakes(run.target.clone(), counter.clone(), 16, None);
+                    let probe = Probe {
+                        proxy: run.pid(),
+                        standin: None,
+                    };
+                    let served = pool.slice(Duration::from_millis(600), probe).await;
+                    pool.stop().await;
+                    if served.sample.ops < u64::from(c) * 20 {
+                        res.problems.push(format!(
+                            "vm-memory {} c={c}: only {} handshakes served",
+                            sys.id, served.sample.ops
+                        ));
+                    }
+                    tokio::time::sleep(Duration::from_millis(700)).await;
+                    let rss = run.pid().and_then(rss_kb).unwrap_or(0);
+                    let vms = run
+                        .admin
+                        .and_then(|a| envoy_stat(a, "wasm.envoy.wasm.runtime.v8.active"));
+                    eprintln!(
+                        "bench: vm-memory {:<8} concurrency {c}: {rss} kB, v8 VMs {vms:?}",
+                        sys.id
+                    );
+                    res.vm_memory.push(VmMemory {
+                        system: sys.id.into(),
+                        concurrency: c,
+                        rss_kb: rss,
+                        v8_active_vms: vms,
+                    });
+                }
+                Err(e) => res
+                    .problems
+                    .push(format!("vm-memory {} c={c}: {e:#}", sys.id)),
+            }
+        }
+    }
+
+    // Start-up to LIVE, with and without a module (V8 compiles it on start).
+    let lt_systems: Vec<&System> = systems
+        .iter()
+        .filter(|s| matches!(s.kind, Kind::Envoy { .. }) && !s.handshake_only)
+        .collect();
+    let mut load: Vec<LoadTime> = lt_systems
+        .iter()
+        .map(|s| LoadTime {
+            system: s.id.into(),
+            ready_ms: Vec::new(),
+        })
+        .collect();
+    let reps = if want("load-time") {
+        settings.load_time_reps
+    } else {
+        0
+    };
+    for _ in 0..reps {
+        for (i, sys) in lt_systems.iter().enumerate() {
+            let t = Instant::now();
+            match start(&ctx, sys, 1) {
+                Ok(run) => {
+                    load[i].ready_ms.push(t.elapsed().as_secs_f64() * 1e3);
+                    drop(run);
+                }
+                Err(e) => res.problems.push(format!("load-time {}: {e:#}", sys.id)),
+            }
+        }
+    }
+    for l in &load {
+        eprintln!(
+            "bench: start-to-LIVE {:<12} {:?} ms",
+            l.system,
+            l.ready_ms.iter().map(|v| v.round()).collect::<Vec<_>>()
+        );
+    }
+    if reps > 0 {
+        res.load_time = load;
+    }
+
+    drop(standin);
+    res.meta.loadavg_end = read_trim("/proc/loadavg");
+    res.meta.wall_seconds = t0.elapsed().as_secs_f64();
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(out, serde_json::to_string_pretty(&res)? + "\n")
+        .with_context(|| format!("writing {}", out.display()))?;
+    Ok(res)
+}
+
+/// For the single-scenario subcommands.
+pub fn target_from_args(addr: SocketAddr, key_env: Option<&str>, ttl_s: u64) -> Result<Target> {
+    let mode = match key_env {
+        None => Mode::Path,
+        Some(var) => {
+            let v = std::env::var(var).with_context(|| format!("${var} not set"))?;
+            let secret = jws::decode_secret(&v).ok_or_else(|| anyhow!("${var}: not base64url"))?;
+            let key = Key::new(Some(KID.into()), Alg::HS256, &secret)
+                .map_err(|e| anyhow!("${var}: {e:?}"))?;
+            Mode::Mksgate {
+                key: Box::new(key),
+                ttl_s,
+            }
+        }
+    };
+    Ok(Target::new(addr, mode))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_exports_are_listed() {
+        // (module (func) (export "proxy_on_x" (func 0)) (export "memory" ...))
+        // built by hand: magic, version, type, function, export sections.
+        let mut m = b"\0asm\x01\0\0\0".to_vec();
+        m.extend_from_slice(&[1, 4, 1, 0x60, 0, 0]); // type: () -> ()
+        m.extend_from_slice(&[3, 2, 1, 0]); // function 0 has type 0
+        let mut exports = vec![2u8];
+        for name in ["proxy_on_x", "other"] {
+            exports.push(name.len() as u8);
+            exports.extend_from_slice(name.as_bytes());
+            exports.extend_from_slice(&[0, 0]); // func 0
+        }
+        m.push(7);
+        m.push(exports.len() as u8);
+        m.extend_from_slice(&exports);
+        m.extend_from_slice(&[10, 4, 1, 2, 0, 0x0b]); // code: empty body
+        assert_eq!(proxy_exports(&m), vec!["proxy_on_x".to_string()]);
+        assert!(proxy_exports(b"not wasm").is_empty());
+    }
+
+    #[test]
+    fn every_system_config_renders() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        for sys in all_systems() {
+            let (file, module) = match sys.kind {
+                Kind::Direct => continue,
+                Kind::Haproxy => ("haproxy.cfg", None),
+                Kind::Envoy {
+                    template, module, ..
+                } => (template, module),
+            };
+            let text = std::fs::read_to_string(root.join("bench/configs").join(file)).unwrap();
+            let mut vars = vec![
+                ("LISTEN_PORT", "1".to_string()),
+                ("ADMIN_PORT", "2".to_string()),
+                ("UPSTREAM_ADDR", "127.0.0.2".to_string()),
+                ("UPSTREAM2_ADDR", "127.0.0.3".to_string()),
+                ("UPSTREAM_PORT", "3".to_string()),
+            ];
+            if module.is_some() {
+                vars.push(("MODULE", "/x.wasm".to_string()));
+            }
+            let out = render(&text, &vars).unwrap();
+            if let Kind::Envoy {
+                patch: Some((from, _)),
+                ..
+            } = sys.kind
+            {
+                assert!(out.contains(from), "{}: patch target missing", sys.id);
+            }
+        }
+    }
+}
