@@ -48,6 +48,12 @@ impl Code {
         Code::ReplayUnavailable,
     ];
 
+    /// Its position in `Code::ALL` (the declaration order), for tables
+    /// indexed by code such as the filter's metric ids.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Code::Admitted => "admitted",
@@ -104,6 +110,13 @@ mod tests {
     use super::*;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn all_is_in_index_order() {
+        for (i, code) in Code::ALL.iter().enumerate() {
+            assert_eq!(code.index(), i, "{code}");
+        }
+    }
 
     #[test]
     fn names_are_unique_snake_case() {

@@ -1,5 +1,6 @@
 //! The root context: parse and compile the plugin configuration once, define
-//! metrics, create the replay table; hand each HTTP stream an `Arc` of it.
+//! metrics, create the replay table; hand each HTTP stream an `Rc` of it
+//! (one VM per worker thread, so nothing here crosses threads).
 
 use crate::host::EnvoySharedData;
 use crate::http::Console;
