@@ -61,13 +61,17 @@ impl Upstreams {
     /// suffix. Suffixes match DNS names only, never IP literals, and need at
     /// least one label before them.
     pub fn cluster_for(&self, host: &crate::target::Host) -> Option<&str> {
-        let canonical = host.canonical();
-        if let Some(cluster) = self.hosts.get(&canonical) {
+        let name = match host {
+            // A parsed name is already canonical (lower case, no trailing
+            // dot): look it up as it is.
+            crate::target::Host::Name(name) => name,
+            crate::target::Host::Ip(_) => {
+                return self.hosts.get(&host.canonical()).map(String::as_str);
+            }
+        };
+        if let Some(cluster) = self.hosts.get(name) {
             return Some(cluster);
         }
-        let crate::target::Host::Name(name) = host else {
-            return None;
-        };
         self.host_suffixes
             .iter()
             .find(|(suffix, _)| name.len() > suffix.len() && name.ends_with(suffix.as_str()))
