@@ -19,6 +19,7 @@ pub mod demo;
 pub mod dns;
 pub mod envoy;
 pub mod io;
+pub mod run;
 pub mod shipped;
 pub mod standin;
 pub mod tls;

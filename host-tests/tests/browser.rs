@@ -16,7 +16,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -28,6 +28,7 @@ use mksgate_host_tests::client::{connect, ClientOpts};
 use mksgate_host_tests::demo::{page_url, tamper_signature, DemoInfo, SignedLink};
 use mksgate_host_tests::envoy::workspace_root;
 use mksgate_host_tests::io::http_request;
+use mksgate_host_tests::run::run_bounded;
 use tokio_tungstenite::tungstenite::Message;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -217,7 +218,8 @@ fn open_in_chromium(
     extra: &[&str],
 ) -> PageReport {
     let demo_dir = workspace_root().join("demo");
-    let mut child = Command::new("node")
+    let mut driver = Command::new("node");
+    driver
         .arg("tests/open-console.mjs")
         .args(["--url", url, "--spki", spki, "--expect", expect])
         .arg("--screenshot")
@@ -226,41 +228,10 @@ fn open_in_chromium(
         .arg(shot.with_extension("page.png"))
         .args(["--timeout-ms", "30000"])
         .args(extra)
-        .current_dir(&demo_dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .expect("starting node");
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() >= deadline {
-            unsafe {
-                libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL);
-            }
-            let _ = child.wait();
-            panic!("the browser driver did not finish within 90 s");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let mut out = String::new();
-    let mut err = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+        .current_dir(&demo_dir);
+    let done = run_bounded(&mut driver, Duration::from_secs(90))
+        .unwrap_or_else(|e| panic!("the browser driver (node): {e}"));
+    let (status, out, err) = (done.status, done.stdout, done.stderr);
     let last = out.lines().last().unwrap_or("");
     let report: PageReport = serde_json::from_str(last).unwrap_or_else(|e| {
         panic!("the browser driver printed no report ({e}; exit {status}):\nstdout: {out}\nstderr: {err}")

@@ -9,11 +9,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::future::Future;
-use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -21,6 +20,7 @@ use mksgate_core::jws::encode_secret;
 use mksgate_host_tests::client::{connect, verify_session, ClientOpts};
 use mksgate_host_tests::envoy::{workspace_root, Envoy, EnvoyOpts};
 use mksgate_host_tests::loopback;
+use mksgate_host_tests::run;
 use mksgate_host_tests::shipped::{
     self, Upstream, AUDIENCE, GATEWAY_CERT_FILE, GATEWAY_KEY_FILE, ISSUER, KEY_ENV, KID, LISTENER,
     ORIGIN, STATIC_HOSTS,
@@ -47,40 +47,18 @@ fn portal(file: &str) -> PathBuf {
 /// stderr otherwise. The child is killed if it overruns.
 fn run_bounded(cmd: &mut Command, limit: Duration) -> String {
     let shown = format!("{cmd:?}");
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {shown}: {e} ({SETUP})"));
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{shown} did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let done = match run::run_bounded(cmd, limit) {
+        Ok(done) => done,
+        Err(e @ run::RunError::Spawn(_)) => panic!("cannot run {shown}: {e} ({SETUP})"),
+        Err(e) => panic!("{shown} {e}"),
     };
-    let mut out = String::new();
-    let mut err = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    assert!(status.success(), "{shown}: {status}\n{err}");
-    out
+    assert!(
+        done.status.success(),
+        "{shown}: {}\n{}",
+        done.status,
+        done.stderr
+    );
+    done.stdout
 }
 
 fn require(path: &Path, what: &str) {

@@ -9,10 +9,11 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use mksgate_host_tests::envoy::workspace_root;
+use mksgate_host_tests::run;
 use mksgate_host_tests::shipped;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -61,40 +62,15 @@ fn on_path(tool: &str) -> bool {
 /// panic with stderr.
 fn run_bounded(cmd: &mut Command, limit: Duration) -> String {
     let shown = format!("{cmd:?}");
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {shown}: {e}"));
-    // Drain both pipes on threads so a chatty child cannot block.
-    let mut out_pipe = child.stdout.take().unwrap();
-    let mut err_pipe = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out_pipe.read_to_string(&mut s);
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err_pipe.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{shown} did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let (out, err) = (out.join().unwrap(), err.join().unwrap());
-    assert!(status.success(), "{shown}: {status}\n{out}\n{err}");
-    out
+    let done = run::run_bounded(cmd, limit).unwrap_or_else(|e| panic!("{shown}: {e}"));
+    assert!(
+        done.status.success(),
+        "{shown}: {}\n{}\n{}",
+        done.status,
+        done.stdout,
+        done.stderr
+    );
+    done.stdout
 }
 
 /// Runs scripts/oci-image.sh; returns its stdout.
