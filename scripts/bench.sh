@@ -51,12 +51,9 @@ mkdir -p "$(dirname "$JSON")" "$(dirname "$SVG")"
 # HAProxy from Debian, only if missing.
 if [ -z "${HAPROXY_BIN:-}" ] && [ ! -x /usr/sbin/haproxy ]; then
   echo "== installing haproxy (Debian package)"
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get install -y haproxy >/dev/null || {
-    $sudo apt-get update >/dev/null
-    $sudo apt-get install -y haproxy >/dev/null
-  }
+  # shellcheck source=lib/apt.sh
+  . "$ROOT/scripts/lib/apt.sh"
+  apt_install haproxy
 fi
 
 echo "== building the stand-in and the load generator"

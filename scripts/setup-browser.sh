@@ -16,17 +16,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
-if [ "$(id -u)" = 0 ]; then SUDO=(); else SUDO=(sudo); fi
-APT_UPDATED=0
-apt_install() {
-  # apt_install PACKAGE...: install with Debian's apt, without recommends.
-  if [ "$APT_UPDATED" = 0 ]; then
-    "${SUDO[@]}" apt-get update -qq
-    APT_UPDATED=1
-  fi
-  DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq \
-    --no-install-recommends "$@"
-}
+# shellcheck source=lib/apt.sh
+. "$ROOT/scripts/lib/apt.sh"
 
 if [ ! -x /usr/bin/chromium ]; then
   echo "setup-browser: installing chromium (Debian)"

@@ -28,22 +28,8 @@ installed_version=$("$ENVOY_BIN" --version 2>/dev/null || true)
 echo "envoy ${installed_version##*version: }"
 
 # Everything below installs only what is missing, so a second run is fast.
-if [ "$(id -u)" = 0 ]; then SUDO=(); else SUDO=(sudo); fi
-APT_UPDATED=0
-apt_install() {
-  # apt_install PACKAGE...: Debian's apt, quietly, without recommends.
-  if [ "$APT_UPDATED" = 0 ]; then
-    "${SUDO[@]}" apt-get update -qq
-    APT_UPDATED=1
-  fi
-  local log
-  if ! log=$(DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq \
-    --no-install-recommends "$@" 2>&1); then
-    echo "$log" >&2
-    echo "setup: could not install $* with apt-get" >&2
-    return 1
-  fi
-}
+# shellcheck source=lib/apt.sh
+. "$ROOT/scripts/lib/apt.sh"
 
 # The portal snippets of docs/portal.md, run by host-tests/tests/e2e_interop.rs:
 # PyJWT (docs/portal/requirements.txt) into .tools/python (the tests set
