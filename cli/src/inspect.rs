@@ -151,6 +151,7 @@ pub fn run(args: &Args) -> Outcome<ExitCode> {
                 .as_deref()
                 .map_or(HeaderValue::Absent, HeaderValue::One),
             client: args.client.as_deref(),
+            ..Default::default()
         };
         refused |= !print_decision(config, &facts, now, args);
     }

@@ -26,6 +26,10 @@ pub struct Audit {
     /// First 12 hex digits of SHA-256 of the ticket.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ticket_sha256: Option<String>,
+    /// For `malformed_request`: which header was not UTF-8 (its name only;
+    /// its bytes are never logged).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub malformed_header: Option<&'static str>,
 }
 
 impl Audit {

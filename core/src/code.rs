@@ -5,6 +5,9 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Code {
     Admitted,
+    /// A header the decision reads (`:path`, `:method`, `upgrade`,
+    /// `connection`, `origin`, the cluster header) is not UTF-8.
+    MalformedRequest,
     NotWebsocket,
     MissingToken,
     MalformedToken,
@@ -25,11 +28,15 @@ pub enum Code {
     /// The shared replay table could not be read or written (host error or
     /// persistent write contention).
     ReplayUnavailable,
+    /// The host refused a call an admission needs (rewriting the request's
+    /// headers); the request is refused rather than forwarded half-done.
+    GatewayError,
 }
 
 impl Code {
-    pub const ALL: [Code; 17] = [
+    pub const ALL: [Code; 19] = [
         Code::Admitted,
+        Code::MalformedRequest,
         Code::NotWebsocket,
         Code::MissingToken,
         Code::MalformedToken,
@@ -46,6 +53,7 @@ impl Code {
         Code::Replayed,
         Code::ReplayTableFull,
         Code::ReplayUnavailable,
+        Code::GatewayError,
     ];
 
     /// Its position in `Code::ALL` (the declaration order), for tables
@@ -57,6 +65,7 @@ impl Code {
     pub fn as_str(self) -> &'static str {
         match self {
             Code::Admitted => "admitted",
+            Code::MalformedRequest => "malformed_request",
             Code::NotWebsocket => "not_websocket",
             Code::MissingToken => "missing_token",
             Code::MalformedToken => "malformed_token",
@@ -73,6 +82,7 @@ impl Code {
             Code::Replayed => "replayed",
             Code::ReplayTableFull => "replay_table_full",
             Code::ReplayUnavailable => "replay_unavailable",
+            Code::GatewayError => "gateway_error",
         }
     }
 
@@ -83,8 +93,8 @@ impl Code {
             Code::Admitted => 101,
             Code::NotWebsocket => 426,
             Code::MissingToken => 401,
-            Code::MalformedToken | Code::BadTarget => 400,
-            Code::ReplayTableFull | Code::ReplayUnavailable => 503,
+            Code::MalformedRequest | Code::MalformedToken | Code::BadTarget => 400,
+            Code::ReplayTableFull | Code::ReplayUnavailable | Code::GatewayError => 503,
             Code::BadSignature
             | Code::Expired
             | Code::NotYetValid

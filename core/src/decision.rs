@@ -67,10 +67,14 @@ fn refuse(code: Code, audit: Audit) -> Decision<'static> {
 
 /// Decides a request. `now` is seconds since the epoch.
 pub fn decide<'c>(config: &'c Config, req: &RequestFacts<'_>, now: i64) -> Decision<'c> {
-    if !config.is_console_path(req.path_only()) {
+    if !is_console_request(config, req) {
         return Decision::PassThrough;
     }
     let mut audit = Audit::default();
+    if let Some(header) = req.malformed {
+        audit.malformed_header = Some(header);
+        return refuse(Code::MalformedRequest, audit);
+    }
     if !req.is_websocket_upgrade() {
         return refuse(Code::NotWebsocket, audit);
     }
@@ -147,6 +151,21 @@ pub fn decide<'c>(config: &'c Config, req: &RequestFacts<'_>, now: i64) -> Decis
         one_time,
         audit,
     })
+}
+
+/// Under `path_prefix`. Headers the host could not hand over count as a
+/// console request wherever they were going. A `:path` that is not UTF-8 is judged by its UTF-8
+/// prefix, and counts as a console request as soon as that starts with
+/// `path_prefix`: whatever the filter cannot read under its prefix, it
+/// refuses rather than passes on.
+fn is_console_request(config: &Config, req: &RequestFacts<'_>) -> bool {
+    if req.malformed == Some(crate::request::HEADER_MAP) {
+        return true;
+    }
+    if req.malformed == Some(":path") {
+        return req.path.starts_with(config.path_prefix.as_str());
+    }
+    config.is_console_path(req.path_only())
 }
 
 fn check_lifetime(config: &Config, claims: &Claims<'_>, now: i64) -> Option<Code> {

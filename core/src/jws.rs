@@ -241,8 +241,15 @@ pub struct Verified<'k, 's> {
     pub payload: &'s [u8],
 }
 
+/// Longest unverified `kid` copied into a log line, in characters.
+const MAX_PEEKED_KID: usize = 64;
+
 /// The header's `kid`, if the token is well formed enough to have one; used
-/// only to label refusals in logs, never to trust anything.
+/// only to label refusals in logs, never to trust anything. The kid is
+/// unverified client input, so only printable ASCII is copied as it is;
+/// anything else (bidi controls such as U+202E, which can make forged-token
+/// noise read like a real key id in a SIEM, or other controls) is written as
+/// a visible `\u{..}` escape.
 pub fn peek_kid(token: &str) -> Option<String> {
     let header_b64 = token.split('.').next()?;
     let mut buf = [0u8; MAX_DECODED_LEN];
@@ -250,7 +257,15 @@ pub fn peek_kid(token: &str) -> Option<String> {
         .decode_slice(header_b64.as_bytes(), &mut buf)
         .ok()?;
     let header: Header = serde_json::from_slice(buf.get(..n)?).ok()?;
-    header.kid.map(|k| k.chars().take(64).collect())
+    let mut out = String::new();
+    for c in header.kid?.chars().take(MAX_PEEKED_KID) {
+        if c == ' ' || (c.is_ascii_graphic() && c != '\\') {
+            out.push(c);
+        } else {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        }
+    }
+    Some(out)
 }
 
 fn decode_into<'s>(segment: &str, out: &'s mut [u8]) -> Result<&'s [u8], TokenError> {
@@ -359,6 +374,28 @@ mod tests {
     fn rfc_keys() -> KeySet {
         let secret = decode_secret(RFC_KEY_JWK_K).unwrap();
         KeySet::new(vec![Key::new(None, Alg::HS256, &secret).unwrap()])
+    }
+
+    #[test]
+    fn peeked_kid_is_printable_ascii_only() {
+        let token = |kid: &str| {
+            let header = serde_json::json!({"alg": "HS256", "kid": kid}).to_string();
+            format!("{}.e30.sig", URL_SAFE_NO_PAD.encode(header))
+        };
+        assert_eq!(peek_kid(&token("2026-11")).as_deref(), Some("2026-11"));
+        // U+202E (right-to-left override) would show "11-6202" as "2026-11".
+        assert_eq!(
+            peek_kid(&token("\u{202e}11-6202")).as_deref(),
+            Some("\\u{202e}11-6202")
+        );
+        // Controls, DEL, a backslash (so an escape cannot be forged) and
+        // non-ASCII letters are all escaped.
+        assert_eq!(
+            peek_kid(&token("a\n\u{7f}\\\u{e9}")).as_deref(),
+            Some("a\\u{a}\\u{7f}\\u{5c}\\u{e9}")
+        );
+        let long = "k".repeat(500);
+        assert_eq!(peek_kid(&token(&long)).map(|k| k.len()), Some(64));
     }
 
     #[test]

@@ -49,11 +49,16 @@ pub fn bucket_key(index: u32) -> String {
 /// Creates every bucket that does not exist yet; existing ones (from another
 /// worker, or from before a config reload) are left as they are. Returns how
 /// many it created.
+///
+/// A bucket exists when it has a CAS token. Its value says nothing: Envoy
+/// hands an empty value back as a null pointer, which the SDK (and our shim)
+/// returns as `(None, Some(cas))`. Treating that as absent would overwrite,
+/// without CAS, a bucket another worker has just written a link into.
 pub fn init<S: SharedStore + ?Sized>(store: &S) -> Result<u32, StoreUnavailable> {
     let mut created = 0;
     for index in 0..BUCKETS {
         let key = bucket_key(index);
-        if store.get(&key)?.0.is_none() {
+        if store.get(&key)?.1.is_none() {
             store.set(&key, &[], None).map_err(|_| StoreUnavailable)?;
             created += 1;
         }
@@ -131,7 +136,8 @@ pub(crate) mod tests_support {
 
     /// Envoy's shared data semantics (proxy-wasm-cpp-host `SharedData`):
     /// CAS tokens start at 1 and change on every write; a CAS of 0/None
-    /// always writes.
+    /// always writes; an empty value comes back as no value at all, with its
+    /// CAS (Envoy returns a null pointer for it).
     #[derive(Default)]
     pub struct EnvoyLikeStore {
         map: Mutex<Entries>,
@@ -144,6 +150,7 @@ pub(crate) mod tests_support {
         fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreUnavailable> {
             let map = self.map.lock().unwrap();
             Ok(match map.0.get(key) {
+                Some((v, cas)) if v.is_empty() => (None, Some(*cas)),
                 Some((v, cas)) => (Some(v.clone()), Some(*cas)),
                 None => (None, None),
             })
@@ -188,6 +195,54 @@ mod tests {
         // After remember_until the entry is dropped (the token itself would
         // be refused as expired by then).
         assert_eq!(claim(&store, &once("a", 300), 100), Ok(()));
+    }
+
+    /// A worker configuring (every key rotation) while another serves: the
+    /// bucket the server wrote into must survive the configuring worker's
+    /// `init`, even when its value read back empty a moment before.
+    #[test]
+    fn init_keeps_a_bucket_that_reads_back_empty() {
+        let store = EnvoyLikeStore::default();
+        assert_eq!(init(&store), Ok(BUCKETS));
+        // Every bucket now exists with an empty value: Envoy returns it as
+        // (None, Some(cas)).
+        let (value, cas) = store.get(&bucket_key(0)).unwrap();
+        assert_eq!((value, cas.is_some()), (None, true));
+        assert_eq!(claim(&store, &once("a", 100), 10), Ok(()));
+        assert_eq!(init(&store), Ok(0), "no bucket was recreated");
+        assert_eq!(claim(&store, &once("a", 100), 10), Err(Code::Replayed));
+    }
+
+    /// Interleaved: init reads a bucket empty, a claim writes it, init
+    /// carries on. With the CAS rule init never writes an existing bucket,
+    /// so the claim stands.
+    #[test]
+    fn init_racing_a_claim_never_erases_it() {
+        struct Interleaved<'a> {
+            inner: &'a EnvoyLikeStore,
+            jti: &'a str,
+        }
+        impl SharedStore for Interleaved<'_> {
+            fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreUnavailable> {
+                let seen = self.inner.get(key)?;
+                if key == bucket_key(locate(self.jti).0) {
+                    // Another worker records the link right after this read.
+                    claim(self.inner, &once(self.jti, 100), 10).unwrap();
+                }
+                Ok(seen)
+            }
+            fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SetError> {
+                self.inner.set(key, value, cas)
+            }
+        }
+        let store = EnvoyLikeStore::default();
+        init(&store).unwrap();
+        let racing = Interleaved {
+            inner: &store,
+            jti: "raced",
+        };
+        assert_eq!(init(&racing), Ok(0));
+        assert_eq!(claim(&store, &once("raced", 100), 10), Err(Code::Replayed));
     }
 
     #[test]

@@ -23,7 +23,9 @@ impl<'a> HeaderValue<'a> {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RequestFacts<'a> {
     pub method: &'a str,
-    /// `:path` as received, query included.
+    /// `:path` as received, query included. When `:path` is not UTF-8
+    /// (`malformed` is `Some(":path")`) this is its longest UTF-8 prefix, so
+    /// the decision can still tell whether the request is under the prefix.
     pub path: &'a str,
     pub upgrade: HeaderValue<'a>,
     /// `Connection` is a list header and may legally be split across lines;
@@ -33,21 +35,69 @@ pub struct RequestFacts<'a> {
     /// The downstream address as Envoy's `source.address` gives it
     /// (`1.2.3.4:5678` or `[::1]:5678`).
     pub client: Option<&'a str>,
+    /// The client sent the cluster header (under any value): the host must
+    /// remove it on every path, so a client never steers routing.
+    pub cluster_header_sent: bool,
+    /// The first header the decision reads whose value is not UTF-8 (Envoy
+    /// lets bytes 0x80-0xFF through as obs-text). The decision cannot read
+    /// such a value, so a console request carrying one is refused
+    /// (`malformed_request`); every other header's bytes are never looked at.
+    pub malformed: Option<&'static str>,
 }
+
+/// The name `malformed` gives a header map the host could not hand over.
+pub const HEADER_MAP: &str = "(header map)";
+
+/// The name `malformed` gives the cluster header, whatever it is configured
+/// as (its configured name is the operator's, not the client's, to log).
+pub const CLUSTER_HEADER: &str = "cluster header";
 
 impl<'a> RequestFacts<'a> {
     /// Builds the facts from the request's header pairs (lower-case names,
-    /// pseudo-headers included, as Envoy hands them over).
-    pub fn from_headers<I>(headers: I, client: Option<&'a str>) -> RequestFacts<'a>
+    /// pseudo-headers included, as Envoy hands them over), as raw bytes:
+    /// nothing a client sends can make this fail. Names that are not one the
+    /// decision reads are skipped without looking at their value.
+    /// `cluster_header` is the configured cluster header's name.
+    pub fn from_header_bytes<I>(
+        headers: I,
+        cluster_header: &str,
+        client: Option<&'a str>,
+    ) -> RequestFacts<'a>
     where
-        I: IntoIterator<Item = (&'a str, &'a str)>,
+        I: IntoIterator<Item = (&'a [u8], &'a [u8])>,
     {
         let mut facts = RequestFacts {
             client,
             ..RequestFacts::default()
         };
-        for (name, value) in headers {
-            match name {
+        for (name, raw) in headers {
+            let field: &'static str = match name {
+                b":method" => ":method",
+                b":path" => ":path",
+                b"upgrade" => "upgrade",
+                b"origin" => "origin",
+                b"connection" => "connection",
+                _ if !cluster_header.is_empty() && name == cluster_header.as_bytes() => {
+                    facts.cluster_header_sent = true;
+                    CLUSTER_HEADER
+                }
+                _ => continue,
+            };
+            let value = match std::str::from_utf8(raw) {
+                Ok(value) => value,
+                Err(error) => {
+                    facts.malformed = facts.malformed.or(Some(field));
+                    if field == ":path" {
+                        // `valid_up_to` is a char boundary, so this is whole.
+                        facts.path = raw
+                            .get(..error.valid_up_to())
+                            .and_then(|p| std::str::from_utf8(p).ok())
+                            .unwrap_or_default();
+                    }
+                    continue;
+                }
+            };
+            match field {
                 ":method" => facts.method = value,
                 ":path" => facts.path = value,
                 "upgrade" => facts.upgrade = facts.upgrade.add(value),
@@ -61,6 +111,33 @@ impl<'a> RequestFacts<'a> {
             }
         }
         facts
+    }
+
+    /// The facts of a request whose header map the host could not hand over
+    /// in its own format (a host bug): nothing about it is known, so it is
+    /// refused on every path, and any cluster header it may carry removed.
+    pub fn unreadable(client: Option<&'a str>) -> RequestFacts<'a> {
+        RequestFacts {
+            client,
+            cluster_header_sent: true,
+            malformed: Some(HEADER_MAP),
+            ..RequestFacts::default()
+        }
+    }
+
+    /// `from_header_bytes` for text pairs and no cluster header (tests,
+    /// fuzzers, the CLI).
+    pub fn from_headers<I>(headers: I, client: Option<&'a str>) -> RequestFacts<'a>
+    where
+        I: IntoIterator<Item = (&'a str, &'a str)>,
+    {
+        RequestFacts::from_header_bytes(
+            headers
+                .into_iter()
+                .map(|(name, value)| (name.as_bytes(), value.as_bytes())),
+            "",
+            client,
+        )
     }
 
     /// GET with `Upgrade: websocket` (once) and `Connection: upgrade`.
@@ -167,6 +244,63 @@ mod tests {
         ] {
             assert!(!bad.is_websocket_upgrade(), "{bad:?}");
         }
+    }
+
+    fn byte_facts(headers: &[(&'static [u8], &'static [u8])]) -> RequestFacts<'static> {
+        RequestFacts::from_header_bytes(headers.iter().copied(), "x-mksgate-cluster", None)
+    }
+
+    #[test]
+    fn non_utf8_in_a_header_the_decision_reads_is_named() {
+        for (name, field) in [
+            (&b":method"[..], ":method"),
+            (b":path", ":path"),
+            (b"upgrade", "upgrade"),
+            (b"connection", "connection"),
+            (b"origin", "origin"),
+            (b"x-mksgate-cluster", CLUSTER_HEADER),
+        ] {
+            let f = byte_facts(&[(b":path", b"/console?token=x"), (name, b"a\xffb")]);
+            assert_eq!(f.malformed, Some(field), "{field}");
+        }
+        // The first one found is named.
+        let f = byte_facts(&[(b"origin", b"\xe9"), (b"upgrade", b"\xe9")]);
+        assert_eq!(f.malformed, Some("origin"));
+    }
+
+    #[test]
+    fn non_utf8_elsewhere_is_not_looked_at() {
+        let f = byte_facts(&[
+            (b":method", b"GET"),
+            (b":path", b"/console?token=x"),
+            (b"upgrade", b"websocket"),
+            (b"connection", b"Upgrade"),
+            (b"cookie", b"a=Espa\xf1a"),
+            (b"user-agent", b"\xa1\xb1"),
+            (b"x-\xff", b"\xff"),
+        ]);
+        assert_eq!(f.malformed, None);
+        assert!(f.is_websocket_upgrade());
+        assert!(!f.cluster_header_sent);
+    }
+
+    #[test]
+    fn a_non_utf8_path_keeps_its_utf8_prefix() {
+        let f = byte_facts(&[(b":path", b"/console/\xc3\xa9x\xff?token=t")]);
+        assert_eq!((f.path, f.malformed), ("/console/\u{e9}x", Some(":path")));
+        // A cut multi-byte sequence ends the prefix before it.
+        let f = byte_facts(&[(b":path", b"/co\xc3")]);
+        assert_eq!(f.path, "/co");
+    }
+
+    #[test]
+    fn the_cluster_header_is_noticed_under_any_value() {
+        assert!(byte_facts(&[(b"x-mksgate-cluster", b"esxi_a")]).cluster_header_sent);
+        assert!(byte_facts(&[(b"x-mksgate-cluster", b"")]).cluster_header_sent);
+        assert!(byte_facts(&[(b"x-mksgate-cluster", b"\x80")]).cluster_header_sent);
+        // No configured name: nothing matches, not even an empty name.
+        let f = RequestFacts::from_header_bytes([(&b""[..], &b"x"[..])], "", None);
+        assert!(!f.cluster_header_sent);
     }
 
     #[test]

@@ -475,6 +475,7 @@ impl Req {
             connection_upgrade: self.connection_upgrade,
             origin: self.origin.get(),
             client: self.client.as_deref(),
+            ..Default::default()
         }
     }
 

@@ -41,6 +41,7 @@ fn code_for(path: &str) -> Option<Code> {
         connection_upgrade: true,
         origin: HeaderValue::Absent,
         client: Some("192.0.2.10:5000"),
+        ..Default::default()
     };
     decide(&config(), &facts, NOW).code()
 }
