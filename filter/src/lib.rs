@@ -1,19 +1,25 @@
 //! The mksgate proxy-wasm filter: gathers request facts, asks
 //! `mksgate_core::decide`, and applies the answer. All logic lives in core.
+//! Every host call goes through `abi` (see `HOSTCALLS.md` for why, and for
+//! what is left of the SDK).
 
+mod abi;
+mod header_map;
 mod host;
 mod http;
 mod metrics;
 mod root;
 
-use proxy_wasm::types::LogLevel;
+static LOGGER: abi::HostLogger = abi::HostLogger;
 
 proxy_wasm::main! {{
-    proxy_wasm::set_log_level(LogLevel::Info);
-    // `panic = "abort"` ends the VM on a panic (Envoy then fails closed);
-    // the hook makes sure the reason reaches Envoy's log first.
+    // Not `proxy_wasm::set_log_level`: its logger unwraps the host's status.
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(log::LevelFilter::Info);
+    // `panic = "abort"` ends the VM on a panic (the failure policy then
+    // applies); the hook makes sure the reason reaches Envoy's log first.
     std::panic::set_hook(Box::new(|info| {
-        log::error!("mksgate: panic: {info}");
+        abi::log(5, &format!("mksgate: panic: {info}"));
     }));
     proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
         Box::new(root::Root::default())

@@ -4,9 +4,8 @@
 //! shipped bootstrap's `stats_tags` turns `<code>` into a `code` label for
 //! Prometheus.
 
+use crate::abi;
 use mksgate_core::Code;
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::MetricType;
 
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -18,18 +17,14 @@ impl Metrics {
     pub fn define() -> Metrics {
         let ids = Code::ALL
             .iter()
-            .map(|code| {
-                let name = format!("mksgate.decision.{}", code.as_str());
-                hostcalls::define_metric(MetricType::Counter, &name).ok()
-            })
+            .map(|code| abi::define_counter(&format!("mksgate.decision.{}", code.as_str())).ok())
             .collect();
         Metrics { ids }
     }
 
     pub fn count(&self, code: Code) {
         if let Some(Some(id)) = self.ids.get(code.index()) {
-            // A failed increment must not change the decision.
-            let _ = hostcalls::increment_metric(*id, 1);
+            abi::increment(*id);
         }
     }
 }

@@ -2,6 +2,7 @@
 //! metrics, create the replay table; hand each HTTP stream an `Rc` of it
 //! (one VM per worker thread, so nothing here crosses threads).
 
+use crate::abi;
 use crate::host::EnvoySharedData;
 use crate::http::Console;
 use crate::metrics::Metrics;
@@ -25,7 +26,7 @@ impl Context for Root {}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        let Some(raw) = self.get_plugin_configuration() else {
+        let Ok(Some(raw)) = abi::plugin_configuration() else {
             log::error!("mksgate: config refused: (config): no plugin configuration given");
             return false;
         };
