@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the shipped proxy-wasm module(s):
-#   scripts/build-module.sh [mksgate|noop|all]      (default: mksgate)
+#   scripts/build-module.sh [mksgate|noop|trap|all]      (default: mksgate)
+# (`trap` is the test-only module that traps on demand; never shipped.)
 #
 # For each module: `cargo build --target wasm32-wasip1 --release -p <pkg>`,
 # then tools/wasm-post drops every export outside its allowlist (the
@@ -23,9 +24,10 @@ WHICH=${1:-mksgate}
 case "$WHICH" in
   mksgate) MODULES=(mksgate-filter) ;;
   noop) MODULES=(mksgate-noop-filter) ;;
-  all) MODULES=(mksgate-filter mksgate-noop-filter) ;;
+  trap) MODULES=(mksgate-trap-filter) ;;
+  all) MODULES=(mksgate-filter mksgate-noop-filter mksgate-trap-filter) ;;
   *)
-    echo "usage: $0 [mksgate|noop|all]" >&2
+    echo "usage: $0 [mksgate|noop|trap|all]" >&2
     exit 2
     ;;
 esac

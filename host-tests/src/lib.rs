@@ -18,11 +18,17 @@ pub mod client;
 pub mod demo;
 pub mod dns;
 pub mod envoy;
+pub mod gateway;
+pub mod hostile;
 pub mod io;
+pub mod link;
 pub mod run;
 pub mod shipped;
 pub mod standin;
 pub mod tls;
+pub mod vm_health;
+pub mod wire;
+pub mod wire_fuzz;
 
 /// The loopback address `127.0.0.<n>` (every 127/8 address works on Linux
 /// without configuration).

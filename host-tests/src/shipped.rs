@@ -6,7 +6,7 @@
 use crate::envoy::{read_envoy_file, replace_exact, workspace_root};
 use anyhow::{bail, Result};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// What the shipped plugin configuration expects of links and clients.
 pub const KEY_ENV: &str = "MKSGATE_KEY_2026_11";
@@ -37,6 +37,20 @@ pub fn module_path() -> Result<PathBuf> {
     if !path.is_file() {
         bail!(
             "no shipped module at {}: run `make build` (or scripts/build-module.sh) first",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// A test-only module built next to the shipped one (`noop`, `trap`).
+pub fn test_module_path(name: &str) -> Result<PathBuf> {
+    let path = workspace_root().join(format!(
+        "target/wasm32-wasip1/release/mksgate_{name}_filter.wasm"
+    ));
+    if !path.is_file() {
+        bail!(
+            "no {name} module at {}: run `scripts/build-module.sh all` first",
             path.display()
         );
     }
@@ -157,4 +171,135 @@ pub fn with_idle_timeout(yaml: &str, timeout: &str) -> Result<String> {
             ),
         ],
     )
+}
+
+/// The per-test stand-in for `/etc/mksgate` of the rotation layout: the
+/// gateway certificate and a copy of the module; removed on drop unless the
+/// test panicked (or MKSGATE_KEEP_TMP is set).
+pub struct RotationDir(PathBuf);
+
+impl RotationDir {
+    pub fn new(gateway: &crate::tls::CertKey) -> Result<RotationDir> {
+        let dir = std::env::temp_dir().join(format!(
+            "mksgate-rotation-{}-{}",
+            std::process::id(),
+            crate::link::fresh_jti()
+        ));
+        std::fs::create_dir_all(dir.join("tls"))?;
+        std::fs::write(dir.join("tls/gateway.crt"), gateway.chain_pem())?;
+        std::fs::write(dir.join("tls/gateway.key"), &gateway.key_pem)?;
+        std::fs::copy(module_path()?, dir.join("mksgate_filter.wasm"))?;
+        Ok(RotationDir(dir))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// Replace `listeners.yaml` atomically, as Envoy's docs require for a
+    /// watched directory: write a temporary file in the same directory,
+    /// then rename it over the old one.
+    pub fn replace_listeners(&self, text: &str) -> Result<()> {
+        let tmp = self.0.join(".listeners.yaml.new");
+        std::fs::write(&tmp, text)?;
+        std::fs::rename(&tmp, self.0.join("listeners.yaml"))?;
+        Ok(())
+    }
+}
+
+impl Drop for RotationDir {
+    fn drop(&mut self) {
+        if !std::thread::panicking() && std::env::var_os("MKSGATE_KEEP_TMP").is_none() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// `envoy/rotation/listeners.yaml` with `/etc/mksgate` at `etc` and the
+/// listener on an ephemeral port.
+pub fn rotation_listeners(etc: &Path) -> Result<String> {
+    replace_exact(
+        &read_envoy_file("rotation/listeners.yaml")?,
+        &[
+            (
+                "port_value: 443 }   # CHANGE",
+                "port_value: 0 }".to_string(),
+            ),
+            ("/etc/mksgate", etc.to_string_lossy().into_owned()),
+        ],
+    )
+}
+
+/// `envoy/rotation/bootstrap.yaml` with `/etc/mksgate` at `etc`, admin on
+/// an ephemeral port and the two ESXi clusters at `esxi`.
+pub fn rotation_bootstrap(etc: &Path, esxi: &[Upstream; 2]) -> Result<String> {
+    let mut pairs = vec![
+        (
+            "/etc/mksgate".to_string(),
+            etc.to_string_lossy().into_owned(),
+        ),
+        (
+            "address: 127.0.0.1, port_value: 9901".to_string(),
+            "address: 127.0.0.1, port_value: 0".to_string(),
+        ),
+    ];
+    for (i, (addr, pin)) in [("10.0.0.11", "1".repeat(64)), ("10.0.0.12", "2".repeat(64))]
+        .into_iter()
+        .enumerate()
+    {
+        pairs.push((
+            format!("socket_address: {{ address: {addr}, port_value: 443 }}"),
+            format!(
+                "socket_address: {{ address: {}, port_value: {} }}",
+                esxi[i].addr.ip(),
+                esxi[i].addr.port()
+            ),
+        ));
+        pairs.push((pin, esxi[i].pin.clone()));
+    }
+    replace_exact(&read_envoy_file("rotation/bootstrap.yaml")?, &pairs)
+}
+
+/// A minimal plaintext Envoy with the trap module under `policy` in front
+/// of a route that answers 418 (reaching it means the filter was skipped).
+pub fn trap_module_config(policy: &str) -> Result<String> {
+    let module = test_module_path("trap")?;
+    Ok(format!(
+        r#"admin:
+  address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
+static_resources:
+  listeners:
+  - name: http
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: t
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: / }}
+                direct_response: {{ status: 418 }}
+          http_filters:
+          - name: envoy.filters.http.wasm
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                name: trap
+                root_id: trap
+                failure_policy: {policy}
+                vm_config:
+                  vm_id: trap
+                  runtime: envoy.wasm.runtime.v8
+                  code: {{ local: {{ filename: "{module}" }} }}
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+"#,
+        module = module.display()
+    ))
 }

@@ -20,7 +20,6 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,10 +29,11 @@ use mksgate_core::jws::{encode_secret, sign, Alg, Key};
 use mksgate_host_tests::client::{
     connect, verify_session, verify_session_with, ClientOpts, Outcome, Session, SessionEnd,
 };
-use mksgate_host_tests::envoy::{read_envoy_file, replace_exact, Envoy, EnvoyOpts};
+use mksgate_host_tests::envoy::{replace_exact, Envoy, EnvoyOpts};
 use mksgate_host_tests::loopback;
 use mksgate_host_tests::shipped::{
-    self, Upstream, AUDIENCE, ISSUER, KEY_ENV, KID, LISTENER, ORIGIN, STATIC_HOSTS,
+    self, rotation_bootstrap, rotation_listeners, RotationDir, Upstream, AUDIENCE, ISSUER, KEY_ENV,
+    KID, LISTENER, ORIGIN, STATIC_HOSTS,
 };
 use mksgate_host_tests::standin::{Standin, StandinConfig};
 use mksgate_host_tests::tls::CertKey;
@@ -82,96 +82,6 @@ fn mint(secret: &[u8], kid: &str, host: &str, ticket: &str) -> String {
         "iat": t, "exp": t + 60, "jti": fresh_jti(),
     });
     sign(&key, claims.to_string().as_bytes())
-}
-
-/// The per-test stand-in for `/etc/mksgate`; removed on drop unless the
-/// test panicked (or MKSGATE_KEEP_TMP is set).
-struct EtcDir(PathBuf);
-
-impl EtcDir {
-    fn new(gateway: &CertKey) -> EtcDir {
-        let dir = std::env::temp_dir().join(format!(
-            "mksgate-rotation-{}-{}",
-            std::process::id(),
-            fresh_jti()
-        ));
-        std::fs::create_dir_all(dir.join("tls")).unwrap();
-        std::fs::write(dir.join("tls/gateway.crt"), gateway.chain_pem()).unwrap();
-        std::fs::write(dir.join("tls/gateway.key"), &gateway.key_pem).unwrap();
-        std::fs::copy(
-            shipped::module_path().unwrap(),
-            dir.join("mksgate_filter.wasm"),
-        )
-        .unwrap();
-        EtcDir(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-
-    /// Replace `listeners.yaml` atomically, as Envoy's docs require for a
-    /// watched directory: write a temporary file in the same directory,
-    /// then rename it over the old one.
-    fn replace_listeners(&self, text: &str) {
-        let tmp = self.0.join(".listeners.yaml.new");
-        std::fs::write(&tmp, text).unwrap();
-        std::fs::rename(&tmp, self.0.join("listeners.yaml")).unwrap();
-    }
-}
-
-impl Drop for EtcDir {
-    fn drop(&mut self) {
-        if !std::thread::panicking() && std::env::var_os("MKSGATE_KEEP_TMP").is_none() {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
-/// `envoy/rotation/listeners.yaml` with `/etc/mksgate` at `etc` and the
-/// listener on an ephemeral port.
-fn rotation_listeners(etc: &Path) -> String {
-    replace_exact(
-        &read_envoy_file("rotation/listeners.yaml").unwrap(),
-        &[
-            (
-                "port_value: 443 }   # CHANGE",
-                "port_value: 0 }".to_string(),
-            ),
-            ("/etc/mksgate", etc.to_string_lossy().into_owned()),
-        ],
-    )
-    .unwrap()
-}
-
-/// `envoy/rotation/bootstrap.yaml` with `/etc/mksgate` at `etc`, admin on
-/// an ephemeral port and the two ESXi clusters at `esxi`.
-fn rotation_bootstrap(etc: &Path, esxi: &[Upstream; 2]) -> String {
-    let mut pairs = vec![
-        (
-            "/etc/mksgate".to_string(),
-            etc.to_string_lossy().into_owned(),
-        ),
-        (
-            "address: 127.0.0.1, port_value: 9901".to_string(),
-            "address: 127.0.0.1, port_value: 0".to_string(),
-        ),
-    ];
-    for (i, (addr, pin)) in [("10.0.0.11", "1".repeat(64)), ("10.0.0.12", "2".repeat(64))]
-        .into_iter()
-        .enumerate()
-    {
-        pairs.push((
-            format!("socket_address: {{ address: {addr}, port_value: 443 }}"),
-            format!(
-                "socket_address: {{ address: {}, port_value: {} }}",
-                esxi[i].addr.ip(),
-                esxi[i].addr.port()
-            ),
-        ));
-        pairs.push((pin, esxi[i].pin.clone()));
-    }
-    replace_exact(&read_envoy_file("rotation/bootstrap.yaml").unwrap(), &pairs).unwrap()
 }
 
 const OLD_KEY_ENTRY: &str =
@@ -235,7 +145,7 @@ struct Gateway {
     cert: CertKey,
     esxi: Standin,
     _other: Standin,
-    etc: EtcDir,
+    etc: RotationDir,
     listeners: String,
 }
 
@@ -247,8 +157,8 @@ async fn start_gateway(key_a: &[u8], extra_args: &[&str]) -> Gateway {
     let s2 = Standin::start(StandinConfig::new(STATIC_HOSTS[1].0, loopback(3)))
         .await
         .unwrap();
-    let etc = EtcDir::new(&cert);
-    let listeners = rotation_listeners(etc.path());
+    let etc = RotationDir::new(&cert).unwrap();
+    let listeners = rotation_listeners(etc.path()).unwrap();
     std::fs::write(etc.path().join("listeners.yaml"), &listeners).unwrap();
     let esxi = [
         Upstream {
@@ -260,7 +170,7 @@ async fn start_gateway(key_a: &[u8], extra_args: &[&str]) -> Gateway {
             pin: s2.cert_sha256_hex(),
         },
     ];
-    let bootstrap = rotation_bootstrap(etc.path(), &esxi);
+    let bootstrap = rotation_bootstrap(etc.path(), &esxi).unwrap();
     let envoy = Envoy::start(
         &bootstrap,
         EnvoyOpts {
@@ -481,7 +391,7 @@ async fn rotation_add_then_drop_a_key_without_restart() {
             .unwrap();
         // 1. Add key B (its secret in the listener file), replace atomically.
         let with_both = add_new_key(&gw.listeners, &key_b, "2026-12-a");
-        gw.etc.replace_listeners(&with_both);
+        gw.etc.replace_listeners(&with_both).unwrap();
         let took = gw
             .wait_admitted(&key_b, NEW_KID, Duration::from_secs(15))
             .await;
@@ -514,7 +424,7 @@ async fn rotation_add_then_drop_a_key_without_restart() {
 
         // 3. Drop key A, replace atomically again.
         let only_b = drop_old_key(&with_both, "2026-12-b");
-        gw.etc.replace_listeners(&only_b);
+        gw.etc.replace_listeners(&only_b).unwrap();
         let took = gw.wait_refused(&key_a, KID, Duration::from_secs(15)).await;
         eprintln!("rotation: key A refused {took:?} after the file was replaced");
         wait_lds_success(&gw.envoy, initial + 2).await;
@@ -589,7 +499,8 @@ async fn rotation_with_a_bad_key_keeps_the_running_config() {
 
         let short = random_bytes::<24>();
         gw.etc
-            .replace_listeners(&add_new_key(&gw.listeners, &short, "2026-12-bad"));
+            .replace_listeners(&add_new_key(&gw.listeners, &short, "2026-12-bad"))
+            .unwrap();
         gw.envoy
             .wait_stat(
                 "listener_manager.lds.update_rejected",
@@ -643,7 +554,8 @@ async fn rotation_sessions_survive_the_update_for_the_drain_time() {
         verify_session(&mut old, 4).await.unwrap();
 
         gw.etc
-            .replace_listeners(&add_new_key(&gw.listeners, &key_b, "2026-12-a"));
+            .replace_listeners(&add_new_key(&gw.listeners, &key_b, "2026-12-a"))
+            .unwrap();
         let updated = Instant::now();
         wait_lds_success(&gw.envoy, 2).await;
         assert_eq!(
@@ -724,7 +636,7 @@ async fn ecds_rotation_never_drains_open_sessions() {
         let s2 = Standin::start(StandinConfig::new(STATIC_HOSTS[1].0, loopback(3)))
             .await
             .unwrap();
-        let etc = EtcDir::new(&cert);
+        let etc = RotationDir::new(&cert).unwrap();
         let esxi = [
             Upstream {
                 addr: s1.local_addr(),

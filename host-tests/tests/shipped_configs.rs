@@ -400,7 +400,7 @@ fn istio_files_agree_with_each_other() {
     let plugin = &yaml_docs("istio/wasmplugin.yaml")[0];
     let spec = &plugin["spec"];
     assert_eq!(spec["phase"], "AUTHN");
-    assert_eq!(spec["failStrategy"], "FAIL_CLOSE");
+    assert_eq!(spec["failStrategy"], "FAIL_RELOAD");
     assert!(spec["url"].as_str().unwrap().starts_with("oci://"));
     assert_eq!(spec["sha256"].as_str().unwrap().len(), 64);
     let env: BTreeSet<&str> = spec["vmConfig"]["env"]
@@ -491,4 +491,23 @@ fn istio_plugin_config_matches_the_envoy_one() {
         "envoy/istio/wasmplugin.yaml's pluginConfig differs from the plugin JSON of \
          envoy/static-clusters.yaml (beyond the upstream cluster names)"
     );
+}
+
+/// Every shipped Envoy layout replaces a trapped VM instead of refusing
+/// everything until a restart (measured in `e2e_failure_policy.rs`).
+#[test]
+fn every_shipped_layout_reloads_a_trapped_vm() {
+    for file in [
+        "static-clusters.yaml",
+        "dynamic.yaml",
+        "rotation/listeners.yaml",
+    ] {
+        let text = mksgate_host_tests::envoy::read_envoy_file(file).unwrap();
+        let policies: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("failure_policy:"))
+            .map(str::trim)
+            .collect();
+        assert_eq!(policies, ["FAIL_RELOAD"], "{file}");
+    }
 }

@@ -1,0 +1,51 @@
+//! The one link minter of the tests, demo and benchmarks: the shipped
+//! contract (`shipped::{KID, AUDIENCE, ISSUER}`) signed with `core::jws`.
+
+use crate::shipped::{AUDIENCE, ISSUER, KID};
+use anyhow::{anyhow, Result};
+use mksgate_core::jws::{self, Alg, Key};
+use serde_json::{json, Value};
+
+/// Seconds since the epoch.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// 16 random bytes as hex: a fresh `jti`.
+pub fn fresh_jti() -> String {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 16];
+    let _ = ring::rand::SystemRandom::new().fill(&mut b);
+    b.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The claims the shipped config admits for `host` and `ticket`: audience,
+/// issuer, a 60 s lifetime from now and a fresh `jti`.
+pub fn shipped_claims(host: &str, ticket: &str) -> Value {
+    let t = now();
+    json!({
+        "host": host, "ticket": ticket, "aud": AUDIENCE, "iss": ISSUER,
+        "iat": t, "exp": t + 60, "jti": fresh_jti(),
+    })
+}
+
+/// Signs `claims` with HS256 under `kid`.
+pub fn sign_with(secret: &[u8], kid: &str, claims: &Value) -> Result<String> {
+    let key = Key::new(Some(kid.to_string()), Alg::HS256, secret)
+        .map_err(|e| anyhow!("building the key: {e:?}"))?;
+    Ok(jws::sign(&key, claims.to_string().as_bytes()))
+}
+
+/// A token for `host`/`ticket` as the portal mints it for the shipped
+/// config (kid `shipped::KID`).
+pub fn mint(secret: &[u8], host: &str, ticket: &str) -> Result<String> {
+    sign_with(secret, KID, &shipped_claims(host, ticket))
+}
+
+/// The console path (`/console?token=...`) for a token.
+pub fn console_path(token: &str) -> String {
+    format!("/console?token={token}")
+}
