@@ -10,7 +10,7 @@ help:
 	@echo "make demo   - build, start ESXi stand-ins + Envoy on localhost, print a signed console link"
 	@echo "make test   - the whole suite (lint, unit, wasm, Envoy end-to-end, interop); what CI runs"
 	@echo "make build  - build the shipped module: $(MODULE)"
-	@echo "make fuzz   - about a minute of each fuzz target"
+	@echo "make fuzz   - about a minute of each fuzz target, then the long wire fuzzer in real Envoy"
 	@echo "make bench  - the benchmark against HAProxy and plain Envoy (writes BENCHMARKS.md)"
 
 setup:
@@ -38,8 +38,9 @@ demo: build
 	scripts/setup-browser.sh
 	cargo run --quiet --release -p mksgate-host-tests --bin mksgate-demo
 
-fuzz: setup
+fuzz: build
 	scripts/fuzz.sh 60
+	scripts/fuzz-wire.sh 12000
 
 bench: build
 	scripts/bench.sh

@@ -28,8 +28,9 @@ pub enum Code {
     /// The shared replay table could not be read or written (host error or
     /// persistent write contention).
     ReplayUnavailable,
-    /// The host refused a call an admission needs (rewriting the request's
-    /// headers); the request is refused rather than forwarded half-done.
+    /// The host refused a header change the filter must make (removing the
+    /// client's cluster header, or an admission's rewrite); the request is
+    /// refused rather than forwarded half-done.
     GatewayError,
 }
 

@@ -75,7 +75,11 @@ impl HttpContext for Console {
         // header goes, on every path, before anything else is decided.
         // The route may already have been picked with it, so pick again.
         if facts.cluster_header_sent {
-            let _ = abi::set_request_header(cluster_header, None);
+            if abi::set_request_header(cluster_header, None).is_err() {
+                // Left in place it would pick the admitted route: refuse.
+                let audit = Audit::default();
+                return self.refuse(&ready, Code::GatewayError, &audit, client.as_deref());
+            }
             clear_route_cache();
         }
         let now = abi::now_seconds();
