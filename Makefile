@@ -2,7 +2,7 @@
 # what they need (scripts/setup.sh) on a fresh machine.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
-MODULE := target/wasm32-wasip1/release/mksgate_filter.wasm
+MODULE := target/mksgate/mksgate_filter.wasm
 
 .PHONY: help setup build test lint test-native test-wasm demo fuzz bench clean
 

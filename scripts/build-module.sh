@@ -7,13 +7,12 @@
 # then tools/wasm-post drops every export outside its allowlist (the
 # callbacks the filter does not use, so Envoy never calls into the VM for
 # them, e.g. per WebSocket data chunk) and garbage-collects what they kept
-# alive. Results, in target/wasm32-wasip1/release/:
-#   <name>.wasm      the SHIPPED module (cargo's output replaced in place)
+# alive. Results, in target/mksgate/ (a directory of this script's own, so a
+# later plain `cargo build` can never put an unprocessed module where the
+# tests, the docs and the OCI script look):
+#   <name>.wasm      the SHIPPED module
 #   <name>.raw.wasm  cargo's own output, for before/after comparisons
-#
-# Note: every `cargo build` of the package, even one with nothing to
-# rebuild, copies cargo's raw module back over <name>.wasm. Run this script
-# (again) after any such build. Running it twice in a row is fine.
+# Cargo's output under target/wasm32-wasip1/release/ is left as cargo made it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -33,8 +32,10 @@ case "$WHICH" in
 esac
 
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-OUT_DIR="$TARGET_DIR/wasm32-wasip1/release"
+CARGO_OUT="$TARGET_DIR/wasm32-wasip1/release"
+OUT_DIR="$TARGET_DIR/mksgate"
 POST="$TARGET_DIR/release/mksgate-wasm-post"
+mkdir -p "$OUT_DIR"
 
 cargo build --quiet --release -p mksgate-wasm-post
 pkg_args=()
@@ -43,36 +44,20 @@ cargo build --quiet --target wasm32-wasip1 --release "${pkg_args[@]}"
 
 for pkg in "${MODULES[@]}"; do
   name=${pkg//-/_}
-  shipped="$OUT_DIR/$name.wasm"
-  raw="$OUT_DIR/$name.raw.wasm"
-  if [ ! -f "$shipped" ]; then
-    echo "build-module: cargo produced no $shipped" >&2
+  built="$CARGO_OUT/$name.wasm"
+  if [ ! -f "$built" ]; then
+    echo "build-module: cargo produced no $built" >&2
     exit 1
   fi
-  # Cargo's output, unless it is still the module this script shipped
-  # (cargo left it alone): then the raw copy next to it is current.
-  if "$POST" --input "$shipped" --check >/dev/null; then
-    if [ ! -f "$raw" ]; then
-      # No raw copy: have cargo put its output back.
-      rm -f "$shipped"
-      cargo build --quiet --target wasm32-wasip1 --release -p "$pkg"
-      if "$POST" --input "$shipped" --check >/dev/null; then
-        echo "build-module: cannot get cargo's raw $name.wasm back; run 'cargo clean -p $pkg --release --target wasm32-wasip1'" >&2
-        exit 1
-      fi
-      cp "$shipped" "$raw.tmp.$$"
-      mv -f "$raw.tmp.$$" "$raw"
-    fi
-  else
-    cp "$shipped" "$raw.tmp.$$"
-    mv -f "$raw.tmp.$$" "$raw"
-  fi
+  raw="$OUT_DIR/$name.raw.wasm"
+  cp "$built" "$raw.tmp.$$"
+  mv -f "$raw.tmp.$$" "$raw"
   echo "== $pkg"
-  "$POST" --input "$raw" --output "$shipped"
-  "$POST" --input "$shipped" --check >/dev/null
+  "$POST" --input "$raw" --output "$OUT_DIR/$name.wasm"
+  "$POST" --input "$OUT_DIR/$name.wasm" --check >/dev/null
 done
 
-echo "== sizes (bytes)"
+echo "== sizes (bytes), in $OUT_DIR"
 for pkg in "${MODULES[@]}"; do
   name=${pkg//-/_}
   printf '%-28s raw %8d  shipped %8d\n' "$name.wasm" \

@@ -11,7 +11,7 @@
 # Prints the module's sha256: put it in WasmPlugin.spec.sha256.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-MODULE=${1:-target/wasm32-wasip1/release/mksgate_filter.wasm}
+MODULE=${1:-target/mksgate/mksgate_filter.wasm}
 OUT=${2:-target/oci/mksgate-filter}
 TAG=${3:-$(awk -F'"' '/^version = / {print $2; exit}' Cargo.toml)}
 [ -f "$MODULE" ] || { echo "no module at $MODULE (run: make build)" >&2; exit 1; }

@@ -109,9 +109,9 @@ pub fn make_key(kid: Option<String>, alg: Alg, secret: &[u8], from: &str) -> Out
     })
 }
 
-/// The same rule as the plugin configuration's `keys[].kid`.
+/// The plugin configuration's `keys[].kid` rule (core's).
 pub fn check_kid(kid: &str) -> Outcome<()> {
-    if !kid.is_empty() && kid.len() <= 64 && kid.bytes().all(|b| b.is_ascii_graphic()) {
+    if mksgate_core::jws::valid_kid(kid) {
         Ok(())
     } else {
         Err(fail("--kid must be 1 to 64 printable ASCII characters"))

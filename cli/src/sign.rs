@@ -3,8 +3,8 @@
 use crate::keys::{check_kid, make_key, AlgArg, KeySource};
 use crate::util::{fail, now, random_jti, Outcome};
 use mksgate_core::cidr::Cidr;
-use mksgate_core::config::{valid_origin, Config, DEFAULT_PATH_PREFIX, DEFAULT_TOKEN_PARAM};
-use mksgate_core::decision::MAX_JTI_LEN;
+use mksgate_core::config::{self, valid_origin, DEFAULT_PATH_PREFIX, DEFAULT_TOKEN_PARAM};
+use mksgate_core::decision::{self, MAX_JTI_LEN};
 use mksgate_core::jws;
 use mksgate_core::target::{self, Host};
 use serde_json::{json, Map, Value};
@@ -149,13 +149,9 @@ pub fn run(args: &Args) -> Outcome<ExitCode> {
     }
     let jti = match &args.jti {
         Some(jti) => {
-            if jti.is_empty()
-                || jti.len() > MAX_JTI_LEN
-                || !jti.bytes().all(|b| b.is_ascii_graphic())
-            {
-                return Err(fail(format!(
-                    "--jti must be 1 to {MAX_JTI_LEN} printable ASCII characters"
-                )));
+            // The filter's own rule: what it would refuse is refused here.
+            if !decision::valid_jti(jti) {
+                return Err(fail(format!("--jti must be 1 to {MAX_JTI_LEN} bytes")));
             }
             jti.clone()
         }
@@ -181,10 +177,7 @@ pub fn run(args: &Args) -> Outcome<ExitCode> {
     );
 
     if args.json {
-        let header = match key.kid() {
-            Some(kid) => json!({"alg": key.alg().name(), "typ": "JWT", "kid": kid}),
-            None => json!({"alg": key.alg().name(), "typ": "JWT"}),
-        };
+        let header = jws::header_json(&key);
         let out = json!({"link": link, "token": token, "claims": claims, "header": header});
         crate::outln!("{out:#}");
     } else {
@@ -252,42 +245,21 @@ pub fn parse_gateway(text: &str) -> Outcome<String> {
     if rest.contains(['/', '?', '#', '@']) {
         return Err(bad());
     }
-    let (host_text, port_text) = if rest.starts_with('[') {
-        let close = rest.find(']').ok_or_else(bad)?;
-        let (host, after) = rest.split_at(close + 1);
-        match after {
-            "" => (host, None),
-            _ => (host, Some(after.strip_prefix(':').ok_or_else(bad)?)),
-        }
-    } else if rest.matches(':').count() > 1 {
+    if !rest.starts_with('[') && rest.matches(':').count() > 1 {
         return Err(fail(
             "--gateway: put an IPv6 literal in brackets, like [2001:db8::1]:8443",
         ));
-    } else {
-        match rest.split_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (rest, None),
-        }
-    };
+    }
+    let (host_text, port) = target::split_authority(rest).ok_or_else(bad)?;
     let host: Host = target::parse_host(host_text).ok_or_else(bad)?;
-    let port = match port_text {
-        Some(p) => target::parse_port(p).ok_or_else(bad)?,
-        None => 443,
-    };
     Ok(host.authority(port))
 }
 
-/// Checks `path_prefix` and `token_param` with the filter's own config
-/// parser, so a link is never built that the filter would not route.
+/// Checks `path_prefix` and `token_param` with the filter's own rules, so
+/// a link is never built that the filter would not route.
 pub fn check_link_shape(path_prefix: &str, token_param: &str) -> Outcome<()> {
-    let probe = json!({
-        "keys": [{"alg": "HS256", "secret_base64url": jws::encode_secret(&[0u8; 64])}],
-        "path_prefix": path_prefix,
-        "token_param": token_param,
-        "upstreams": {"hosts": {"probe.invalid": "probe"}},
-    });
-    Config::parse(probe.to_string().as_bytes(), &|_| None)
-        .map(|_| ())
+    config::check_path_prefix(path_prefix)
+        .and_then(|()| config::check_token_param(token_param))
         .map_err(|e| {
             let flag = e.field.replace('_', "-");
             fail(format!("--{flag} {}", e.reason))

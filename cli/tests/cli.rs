@@ -530,6 +530,26 @@ fn sign_refuses_bad_input_with_one_line() {
     assert_one_line_error(&r, 1, "sign needs a key");
 }
 
+/// `--jti` follows the filter's rule (core's `valid_jti`), not a stricter
+/// one of its own: a jti the filter admits can be signed, one it refuses
+/// cannot.
+#[test]
+fn sign_jti_follows_the_filters_rule() {
+    let url = format!("wss://vesxi01.sec.lab/ticket/{TICKET}");
+    for jti in ["order 42 / caf\u{e9}", &"j".repeat(128)] {
+        let r = sign(&["--url", &url, "--json", "--jti", jti], SECRET32);
+        assert_eq!(r.status, 0, "{jti:?}: {}", r.stderr);
+        let out: Value = serde_json::from_str(&r.stdout).unwrap();
+        assert_eq!(out["claims"]["jti"], jti);
+        assert!(mksgate_core::decision::valid_jti(jti));
+    }
+    for jti in ["", &"j".repeat(129)] {
+        let r = sign(&["--url", &url, "--jti", jti], SECRET32);
+        assert_one_line_error(&r, 1, "--jti must be 1 to 128 bytes");
+        assert!(!mksgate_core::decision::valid_jti(jti));
+    }
+}
+
 #[test]
 fn sign_with_key_file_and_options() {
     let dir = scratch("keyfile");
@@ -1000,22 +1020,15 @@ fn envoy_binary() -> PathBuf {
 }
 
 fn filter_wasm() -> PathBuf {
-    let wasm = Path::new(ROOT).join("target/wasm32-wasip1/release/mksgate_filter.wasm");
+    let wasm = Path::new(ROOT).join("target/mksgate/mksgate_filter.wasm");
     if !wasm.exists() {
-        let status = Command::new(option_env!("CARGO").unwrap_or("cargo"))
-            .args([
-                "build",
-                "-p",
-                "mksgate-filter",
-                "--target",
-                "wasm32-wasip1",
-                "--release",
-            ])
+        let status = Command::new("bash")
+            .args(["scripts/build-module.sh", "mksgate"])
             .current_dir(ROOT)
             .status();
         assert!(
             wasm.exists(),
-            "the filter module is needed and could not be built ({status:?}): cargo build -p mksgate-filter --target wasm32-wasip1 --release"
+            "the shipped module is needed and could not be built ({status:?}): scripts/build-module.sh mksgate"
         );
     }
     wasm

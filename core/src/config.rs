@@ -147,17 +147,7 @@ impl Config {
         let path_prefix = opt_str(root, "path_prefix")?.unwrap_or(DEFAULT_PATH_PREFIX);
         check_path_prefix(path_prefix)?;
         let token_param = opt_str(root, "token_param")?.unwrap_or(DEFAULT_TOKEN_PARAM);
-        if token_param.is_empty()
-            || token_param.len() > 64
-            || !token_param
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-        {
-            return Err(ConfigError::new(
-                "token_param",
-                "must be 1 to 64 of A-Z a-z 0-9 _ - .",
-            ));
-        }
+        check_token_param(token_param)?;
         let audience = non_empty(opt_str(root, "audience")?, "audience")?;
         let issuer = non_empty(opt_str(root, "issuer")?, "issuer")?;
         let clock_skew_seconds = opt_int(root, "clock_skew_seconds", 0, MAX_CLOCK_SKEW_SECONDS)?
@@ -306,11 +296,7 @@ fn parse_keys(
         refuse_unknown(map, KEY_FIELDS, &at)?;
         let kid = match map.get("kid") {
             None => None,
-            Some(Value::String(s))
-                if !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_graphic()) =>
-            {
-                Some(s.clone())
-            }
+            Some(Value::String(s)) if crate::jws::valid_kid(s) => Some(s.clone()),
             Some(_) => {
                 return Err(ConfigError::new(
                     format!("{at}.kid"),
@@ -401,7 +387,25 @@ fn parse_keys(
     Ok(KeySet::new(keys))
 }
 
-fn check_path_prefix(prefix: &str) -> Result<(), ConfigError> {
+/// The `token_param` rule: 1 to 64 of `A-Z a-z 0-9 _ - .`.
+pub fn check_token_param(param: &str) -> Result<(), ConfigError> {
+    let ok = !param.is_empty()
+        && param.len() <= 64
+        && param
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::new(
+            "token_param",
+            "must be 1 to 64 of A-Z a-z 0-9 _ - .",
+        ))
+    }
+}
+
+/// The `path_prefix` rule.
+pub fn check_path_prefix(prefix: &str) -> Result<(), ConfigError> {
     let ok = prefix.len() >= 2
         && prefix.len() <= 256
         && prefix.starts_with('/')

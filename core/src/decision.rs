@@ -15,6 +15,12 @@ use std::net::IpAddr;
 /// Longest `jti` accepted while one-time links are on.
 pub const MAX_JTI_LEN: usize = 128;
 
+/// The `jti` rule while one-time links are on: 1 to `MAX_JTI_LEN` bytes,
+/// any characters (it is hashed, never routed or logged unescaped).
+pub fn valid_jti(jti: &str) -> bool {
+    !jti.is_empty() && jti.len() <= MAX_JTI_LEN
+}
+
 #[derive(Debug)]
 pub enum Decision<'c> {
     /// Not a console path: forward untouched (the host still strips the
@@ -114,7 +120,7 @@ pub fn decide<'c>(config: &'c Config, req: &RequestFacts<'_>, now: i64) -> Decis
     }
     let one_time = if config.one_time_links {
         match claims.jti.as_deref() {
-            Some(jti) if !jti.is_empty() && jti.len() <= MAX_JTI_LEN => Some(OneTime {
+            Some(jti) if valid_jti(jti) => Some(OneTime {
                 jti: jti.to_string(),
                 remember_until: claims
                     .exp

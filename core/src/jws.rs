@@ -241,6 +241,20 @@ pub struct Verified<'k, 's> {
     pub payload: &'s [u8],
 }
 
+/// The `kid` rule (of `keys[].kid` and of the CLI): 1 to 64 printable
+/// ASCII characters.
+pub fn valid_kid(kid: &str) -> bool {
+    !kid.is_empty() && kid.len() <= 64 && kid.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// The protected header `sign` writes for `key`.
+pub fn header_json(key: &Key) -> serde_json::Value {
+    match key.kid() {
+        Some(kid) => serde_json::json!({"alg": key.alg().name(), "typ": "JWT", "kid": kid}),
+        None => serde_json::json!({"alg": key.alg().name(), "typ": "JWT"}),
+    }
+}
+
 /// Longest unverified `kid` copied into a log line, in characters.
 const MAX_PEEKED_KID: usize = 64;
 
@@ -333,11 +347,7 @@ pub fn verify<'k, 's>(
 
 /// Signs `claims_json` with `key`: header `{"alg":..,"typ":"JWT","kid":..}`.
 pub fn sign(key: &Key, claims_json: &[u8]) -> String {
-    let header = match key.kid() {
-        Some(kid) => serde_json::json!({"alg": key.alg().name(), "typ": "JWT", "kid": kid}),
-        None => serde_json::json!({"alg": key.alg().name(), "typ": "JWT"}),
-    };
-    sign_with_header(key, header.to_string().as_bytes(), claims_json)
+    sign_with_header(key, header_json(key).to_string().as_bytes(), claims_json)
 }
 
 /// Signs with an arbitrary header; for tests and tools that need to build

@@ -146,7 +146,9 @@ pub fn parse_webmks_url(url: &str) -> Option<Target> {
     })
 }
 
-pub(crate) fn split_authority(authority: &str) -> Option<(&str, u16)> {
+/// `host[:port]` or `[v6][:port]` (no userinfo) into the host text and the
+/// port (443 when absent); the host is not checked here (`parse_host`).
+pub fn split_authority(authority: &str) -> Option<(&str, u16)> {
     if authority.contains('@') {
         return None;
     }

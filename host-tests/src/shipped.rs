@@ -33,7 +33,7 @@ pub const ESXI_CA_FILE: &str = "esxi-ca.pem";
 
 /// The shipped module, as `make build` / `scripts/build-module.sh` leave it.
 pub fn module_path() -> Result<PathBuf> {
-    let path = workspace_root().join("target/wasm32-wasip1/release/mksgate_filter.wasm");
+    let path = workspace_root().join("target/mksgate/mksgate_filter.wasm");
     if !path.is_file() {
         bail!(
             "no shipped module at {}: run `make build` (or scripts/build-module.sh) first",
@@ -46,7 +46,7 @@ pub fn module_path() -> Result<PathBuf> {
 /// A test-only module built next to the shipped one (`noop`, `trap`).
 pub fn test_module_path(name: &str) -> Result<PathBuf> {
     let path = workspace_root().join(format!(
-        "target/wasm32-wasip1/release/mksgate_{name}_filter.wasm"
+        "target/mksgate/mksgate_{name}_filter.wasm"
     ));
     if !path.is_file() {
         bail!(

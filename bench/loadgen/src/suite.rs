@@ -136,7 +136,7 @@ impl Paths {
             envoy,
             haproxy,
             standin: target.join("release/esxi-standin"),
-            wasm_dir: target.join("wasm32-wasip1/release"),
+            wasm_dir: target.join("mksgate"),
         };
         for (what, f) in [
             ("Envoy (scripts/setup.sh)", &p.envoy),

@@ -57,18 +57,19 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_else(|| here.to_path_buf())
 }
 
-pub fn release_dir() -> PathBuf {
+/// Where `scripts/build-module.sh` leaves the modules it ships.
+pub fn module_dir() -> PathBuf {
     let target = match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
         _ => workspace_root().join("target"),
     };
-    target.join("wasm32-wasip1").join("release")
+    target.join("mksgate")
 }
 
 /// `<name>.wasm` (shipped) or `<name>.raw.wasm`, read; a failure that says
 /// how to make it if it is not there.
 pub fn module(file: &str) -> (PathBuf, Vec<u8>) {
-    let path = release_dir().join(file);
+    let path = module_dir().join(file);
     match std::fs::read(&path) {
         Ok(bytes) => (path, bytes),
         Err(e) => panic!(
@@ -98,7 +99,7 @@ pub fn shipped(name: &str) -> PathBuf {
     assert_eq!(
         names,
         want,
-        "{} is not the shipped module (a plain `cargo build` copies cargo's raw output over it): run `scripts/build-module.sh all`",
+        "{} is not the processed module: run `scripts/build-module.sh all`",
         path.display()
     );
     path
