@@ -331,7 +331,7 @@ fn print_decision(
         }
     };
     match decide(config, facts, now) {
-        Decision::PassThrough => {
+        Decision::PassThrough { .. } => {
             crate::outln!(
                 "decision: pass_through: the path is not under path_prefix {} (the filter does not handle it; the route table decides)",
                 config.path_prefix
@@ -362,10 +362,10 @@ fn print_decision(
             crate::outln!(
                 "decision: admitted (the filter forwards the upgrade; HTTP 101 comes from ESXi)"
             );
-            crate::outln!("  cluster: {}", admission.cluster);
-            crate::outln!("  path: {}", show_path(&admission.path));
-            crate::outln!("  authority: {}", admission.authority);
-            if let Some(one_time) = &admission.one_time {
+            crate::outln!("  cluster: {}", admission.cluster());
+            crate::outln!("  path: {}", show_path(admission.path()));
+            crate::outln!("  authority: {}", admission.authority());
+            if let Some(one_time) = admission.one_time() {
                 crate::outln!(
                     "  one_time: jti {} is recorded on first use and refused (replayed) until {}",
                     one_time.jti,
@@ -374,7 +374,11 @@ fn print_decision(
             }
             crate::outln!(
                 "  log: {}",
-                log_line(mksgate_core::Code::Admitted, &admission.audit, facts.client)
+                log_line(
+                    mksgate_core::Code::Admitted,
+                    admission.audit(),
+                    facts.client
+                )
             );
             true
         }

@@ -1,13 +1,15 @@
 //! The admission decision: a plain function of the compiled config, the
 //! request facts and the clock. The host gathers the facts and applies the
-//! result; one-time use (which needs shared state) is the only step left to
-//! it, through `replay`.
+//! result. One-time use needs shared state, so an admission is applied only
+//! through `Admission::commit`, which claims the link in the host's store
+//! first: the claim cannot be forgotten.
 
 use crate::audit::Audit;
 use crate::claims::{self, Claims};
 use crate::code::Code;
 use crate::config::Config;
 use crate::jws::{self, Scratch, TokenError, MAX_TOKEN_LEN};
+use crate::replay::SharedStore;
 use crate::request::{token_param, HeaderValue, RequestFacts, TokenParam};
 use crate::target::{self, Host, Target};
 use std::net::IpAddr;
@@ -23,9 +25,12 @@ pub fn valid_jti(jti: &str) -> bool {
 
 #[derive(Debug)]
 pub enum Decision<'c> {
-    /// Not a console path: forward untouched (the host still strips the
-    /// client's cluster header).
-    PassThrough,
+    /// Not a console path: forward untouched, except that the client's
+    /// cluster header, when it sent one, must go (and the route be picked
+    /// again): a client never steers routing.
+    PassThrough {
+        strip_cluster_header: bool,
+    },
     Refuse(Refusal),
     Admit(Admission<'c>),
 }
@@ -36,18 +41,82 @@ pub struct Refusal {
     pub audit: Audit,
 }
 
-/// What the host applies to an admitted request.
+/// An admitted request, not yet applied: `commit` claims its one-time link
+/// and only then hands out the rewrite. The fields are readable (tests, the
+/// CLI's `inspect`) but not movable out, so a host cannot apply an
+/// admission without claiming it.
 #[derive(Debug)]
 pub struct Admission<'c> {
+    cluster: &'c str,
+    path: String,
+    authority: String,
+    one_time: Option<OneTime>,
+    audit: Audit,
+}
+
+/// What the host applies to an admitted, committed request.
+#[derive(Debug)]
+pub struct Rewrite<'c> {
+    /// The value of the cluster header (the route's cluster).
     pub cluster: &'c str,
     /// The new `:path`: `ticket_path` with the ticket, no query.
     pub path: String,
     /// The new `:authority`: the ESXi host, with `:port` unless 443.
     pub authority: String,
-    /// Set while one-time links are on: the host must record the `jti` and
-    /// refuse the request (`replayed`) if it was already recorded.
-    pub one_time: Option<OneTime>,
     pub audit: Audit,
+}
+
+impl<'c> Admission<'c> {
+    pub fn cluster(&self) -> &'c str {
+        self.cluster
+    }
+
+    /// The new `:path`: `ticket_path` with the ticket, no query.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The new `:authority`: the ESXi host, with `:port` unless 443.
+    pub fn authority(&self) -> &str {
+        &self.authority
+    }
+
+    /// Set while one-time links are on: what `commit` records.
+    pub fn one_time(&self) -> Option<&OneTime> {
+        self.one_time.as_ref()
+    }
+
+    pub fn audit(&self) -> &Audit {
+        &self.audit
+    }
+
+    /// Records the one-time link in `store` (if one-time links are on) and
+    /// yields the rewrite; a link already recorded, a full bucket or a
+    /// store failure is a refusal (`replayed`, `replay_table_full`,
+    /// `replay_unavailable`) carrying the same audit.
+    pub fn commit<S: SharedStore + ?Sized>(self, store: &S, now: i64) -> Commit<'c> {
+        if let Some(one_time) = &self.one_time {
+            if let Err(code) = crate::replay::claim(store, one_time, now) {
+                return Commit::Refuse(Refusal {
+                    code,
+                    audit: self.audit,
+                });
+            }
+        }
+        Commit::Apply(Rewrite {
+            cluster: self.cluster,
+            path: self.path,
+            authority: self.authority,
+            audit: self.audit,
+        })
+    }
+}
+
+/// What `Admission::commit` leaves the host to do.
+#[derive(Debug)]
+pub enum Commit<'c> {
+    Apply(Rewrite<'c>),
+    Refuse(Refusal),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,7 +129,7 @@ pub struct OneTime {
 impl Decision<'_> {
     pub fn code(&self) -> Option<Code> {
         match self {
-            Decision::PassThrough => None,
+            Decision::PassThrough { .. } => None,
             Decision::Refuse(r) => Some(r.code),
             Decision::Admit(_) => Some(Code::Admitted),
         }
@@ -74,7 +143,9 @@ fn refuse(code: Code, audit: Audit) -> Decision<'static> {
 /// Decides a request. `now` is seconds since the epoch.
 pub fn decide<'c>(config: &'c Config, req: &RequestFacts<'_>, now: i64) -> Decision<'c> {
     if !is_console_request(config, req) {
-        return Decision::PassThrough;
+        return Decision::PassThrough {
+            strip_cluster_header: req.cluster_header_sent,
+        };
     }
     let mut audit = Audit::default();
     if let Some(header) = req.malformed {

@@ -20,5 +20,5 @@ pub mod target;
 pub use audit::{log_line, Audit};
 pub use code::Code;
 pub use config::{Config, ConfigError};
-pub use decision::{decide, Admission, Decision, OneTime, Refusal};
+pub use decision::{decide, Admission, Commit, Decision, OneTime, Refusal, Rewrite};
 pub use request::{HeaderValue, RequestFacts};

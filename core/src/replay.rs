@@ -127,9 +127,10 @@ pub fn claim<S: SharedStore + ?Sized>(store: &S, one: &OneTime, now: i64) -> Res
     Err(Code::ReplayUnavailable)
 }
 
-/// A store with Envoy's semantics, for tests in this crate and others.
-#[cfg(test)]
-pub(crate) mod tests_support {
+/// A store with Envoy's semantics, for tests in this crate and others (the
+/// filter's mock host uses it through the `test-support` feature).
+#[cfg(any(test, feature = "test-support"))]
+pub mod tests_support {
     use super::*;
     use std::collections::HashMap;
     use std::sync::Mutex;
@@ -148,7 +149,7 @@ pub(crate) mod tests_support {
 
     impl SharedStore for EnvoyLikeStore {
         fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreUnavailable> {
-            let map = self.map.lock().unwrap();
+            let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
             Ok(match map.0.get(key) {
                 Some((v, cas)) if v.is_empty() => (None, Some(*cas)),
                 Some((v, cas)) => (Some(v.clone()), Some(*cas)),
@@ -156,7 +157,7 @@ pub(crate) mod tests_support {
             })
         }
         fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SetError> {
-            let mut map = self.map.lock().unwrap();
+            let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
             map.1 += 1;
             let next = map.1;
             if let Some((_, current)) = map.0.get(key) {

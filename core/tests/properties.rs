@@ -872,10 +872,10 @@ proptest! {
             Some(p) if p != 443 => format!("{host_part}:{p}"),
             _ => host_part,
         };
-        prop_assert_eq!(a.path, format!("/ticket/{ticket}"));
-        prop_assert_eq!(a.authority, authority);
-        prop_assert_eq!(a.cluster, cluster);
-        let one = a.one_time.expect("one-time links are on");
+        prop_assert_eq!(a.path(), format!("/ticket/{ticket}"));
+        prop_assert_eq!(a.authority(), authority);
+        prop_assert_eq!(a.cluster(), cluster);
+        let one = a.one_time().cloned().expect("one-time links are on");
         prop_assert_eq!(one.jti, jti);
         prop_assert_eq!(one.remember_until, NOW + ttl + 30);
     }
@@ -988,13 +988,13 @@ proptest! {
         };
         let decision = decide_host(target);
         if let Decision::Admit(a) = &decision {
-            let host_part = a.authority.rsplit_once(':')
+            let host_part = a.authority().rsplit_once(':')
                 .filter(|(h, p)| !h.is_empty() && !p.contains(']') && (!h.contains(':') || h.ends_with(']')))
-                .map_or(a.authority.as_str(), |(h, _)| h);
-            prop_assert_eq!(may_route(host_part), Some(a.cluster), "{:?} -> {:?}", host, a.authority);
+                .map_or(a.authority(), |(h, _)| h);
+            prop_assert_eq!(may_route(host_part), Some(a.cluster()), "{:?} -> {:?}", host, a.authority());
             prop_assert!(
                 !host.contains(['@', '#', '%', '/', '\\', '?', ' ', '\t', '\n', '\r', '\0', '_']) && !host.ends_with('.'),
-                "{:?} admitted as {:?}", host, a.authority
+                "{:?} admitted as {:?}", host, a.authority()
             );
         }
     }

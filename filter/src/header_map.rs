@@ -77,21 +77,26 @@ fn skip(bytes: &[u8], at: usize, len: usize) -> Option<usize> {
     (bytes.get(nul) == Some(&0)).then_some(nul + 1)
 }
 
-/// The same layout, for headers this filter sends (static ASCII).
-pub fn serialize(pairs: &[(&str, &str)]) -> Vec<u8> {
+/// The same layout, for headers this filter sends (and for tests).
+pub fn serialize<N: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(N, V)]) -> Vec<u8> {
     let mut out = Vec::new();
-    out.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
+    out.extend_from_slice(&len_u32(pairs.len()).to_le_bytes());
     for (name, value) in pairs {
-        out.extend_from_slice(&(name.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        out.extend_from_slice(&len_u32(name.as_ref().len()).to_le_bytes());
+        out.extend_from_slice(&len_u32(value.as_ref().len()).to_le_bytes());
     }
     for (name, value) in pairs {
-        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(name.as_ref());
         out.push(0);
-        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(value.as_ref());
         out.push(0);
     }
     out
+}
+
+/// Lengths here are of headers this filter builds: far below 4 GiB.
+fn len_u32(len: usize) -> u32 {
+    u32::try_from(len).unwrap_or(u32::MAX)
 }
 
 #[cfg(test)]
@@ -99,19 +104,7 @@ mod tests {
     use super::*;
 
     fn raw(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
-        let mut out = Vec::new();
-        out.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
-        for (n, v) in pairs {
-            out.extend_from_slice(&(n.len() as u32).to_le_bytes());
-            out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-        }
-        for (n, v) in pairs {
-            out.extend_from_slice(n);
-            out.push(0);
-            out.extend_from_slice(v);
-            out.push(0);
-        }
-        out
+        serialize(pairs)
     }
 
     #[test]

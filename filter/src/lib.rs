@@ -4,6 +4,7 @@
 //! what is left of the SDK).
 
 mod abi;
+mod console;
 mod header_map;
 mod host;
 mod http;

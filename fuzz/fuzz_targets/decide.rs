@@ -40,9 +40,9 @@ fuzz_target!(|input: DecideInput| {
         );
     }
     let audit = match &decision {
-        Decision::PassThrough => return,
+        Decision::PassThrough { .. } => return,
         Decision::Refuse(r) => &r.audit,
-        Decision::Admit(a) => &a.audit,
+        Decision::Admit(a) => a.audit(),
     };
     if let Some(code) = decision.code() {
         let line = log_line(code, audit, facts.client);

@@ -404,13 +404,13 @@ pub fn check_admission_shape(
     admission: &mksgate_core::decision::Admission<'_>,
 ) -> Result<(), String> {
     let ticket = admission
-        .path
+        .path()
         .strip_prefix("/ticket/")
-        .ok_or_else(|| format!("path {:?}", admission.path))?;
+        .ok_or_else(|| format!("path {:?}", admission.path()))?;
     if !is_safe_ticket(ticket) {
-        return Err(format!("path {:?} with unsafe ticket", admission.path));
+        return Err(format!("path {:?} with unsafe ticket", admission.path()));
     }
-    let authority = admission.authority.as_str();
+    let authority = admission.authority();
     if authority.is_empty()
         || authority.bytes().any(|b| {
             matches!(b, b'@' | b'/' | b'?' | b'#' | b'%' | b'\\')
@@ -459,10 +459,10 @@ pub fn check_admission_shape(
             .map(|(_, c)| c.as_str()),
     };
     match cluster {
-        Some(c) if c == admission.cluster => Ok(()),
+        Some(c) if c == admission.cluster() => Ok(()),
         Some(c) => Err(format!(
             "cluster {:?} for {host:?}, want {c:?}",
-            admission.cluster
+            admission.cluster()
         )),
         None => Err(format!("admitted host {host:?} outside the allowlist")),
     }
@@ -480,9 +480,9 @@ pub fn check_decision(
 ) -> Result<(), String> {
     let console = is_console_path(&config.path_prefix, facts.path);
     match (console, decision) {
-        (false, Decision::PassThrough) => return Ok(()),
+        (false, Decision::PassThrough { .. }) => return Ok(()),
         (false, _) => return Err(format!("decided a non-console path {:?}", facts.path)),
-        (true, Decision::PassThrough) => {
+        (true, Decision::PassThrough { .. }) => {
             return Err(format!("passed through console path {:?}", facts.path))
         }
         (true, Decision::Refuse(_)) => return Ok(()),
@@ -573,14 +573,11 @@ pub fn check_decision(
         if jti.is_empty() || jti.len() > 128 {
             return Err(format!("admitted jti of {} bytes", jti.len()));
         }
-        let one = admission
-            .one_time
-            .as_ref()
-            .ok_or("no one_time on admission")?;
+        let one = admission.one_time().ok_or("no one_time on admission")?;
         if one.jti != jti || one.remember_until != exp.saturating_add(skew) {
             return Err(format!("one_time {one:?} for jti {jti:?} exp {exp}"));
         }
-    } else if admission.one_time.is_some() {
+    } else if admission.one_time().is_some() {
         return Err("one_time set with one_time_links off".into());
     }
 
@@ -590,8 +587,11 @@ pub fn check_decision(
         return Err(format!("admitted ticket {ticket:?}"));
     }
     let expected_path = format!("/ticket/{ticket}");
-    if admission.path != expected_path {
-        return Err(format!("path {:?}, want {expected_path:?}", admission.path));
+    if admission.path() != expected_path {
+        return Err(format!(
+            "path {:?}, want {expected_path:?}",
+            admission.path()
+        ));
     }
     let (canonical, is_ip) =
         canonical_host(&host_text).ok_or_else(|| format!("admitted host {host_text:?}"))?;
@@ -609,10 +609,10 @@ pub fn check_decision(
             .map(|(_, cluster)| cluster.as_str())
             .ok_or_else(|| format!("admitted host {canonical:?} outside the allowlist"))?,
     };
-    if admission.cluster != expected_cluster {
+    if admission.cluster() != expected_cluster {
         return Err(format!(
             "cluster {:?} for {canonical:?}, want {expected_cluster:?}",
-            admission.cluster
+            admission.cluster()
         ));
     }
     let host_part = if canonical.contains(':') {
@@ -625,19 +625,19 @@ pub fn check_decision(
     } else {
         format!("{host_part}:{port}")
     };
-    if admission.authority != expected_authority {
+    if admission.authority() != expected_authority {
         return Err(format!(
             "authority {:?}, want {expected_authority:?}",
-            admission.authority
+            admission.authority()
         ));
     }
-    if admission.authority.bytes().any(|b| {
+    if admission.authority().bytes().any(|b| {
         matches!(b, b'@' | b'/' | b'?' | b'#' | b'%' | b'\\')
             || b.is_ascii_whitespace()
             || b.is_ascii_uppercase()
             || !b.is_ascii_graphic()
     }) {
-        return Err(format!("unsafe authority {:?}", admission.authority));
+        return Err(format!("unsafe authority {:?}", admission.authority()));
     }
 
     // Origin.

@@ -45,9 +45,7 @@ pub fn module_path() -> Result<PathBuf> {
 
 /// A test-only module built next to the shipped one (`noop`, `trap`).
 pub fn test_module_path(name: &str) -> Result<PathBuf> {
-    let path = workspace_root().join(format!(
-        "target/mksgate/mksgate_{name}_filter.wasm"
-    ));
+    let path = workspace_root().join(format!("target/mksgate/mksgate_{name}_filter.wasm"));
     if !path.is_file() {
         bail!(
             "no {name} module at {}: run `scripts/build-module.sh all` first",

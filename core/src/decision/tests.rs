@@ -144,7 +144,7 @@ fn outside_prefix_passes_through() {
         assert!(
             matches!(
                 Req::ws(path.into()).decide(&cfg, NOW),
-                Decision::PassThrough
+                Decision::PassThrough { .. }
             ),
             "{path}"
         );
@@ -205,7 +205,7 @@ fn row_malformed_request() {
     for outside in [&b"/healthz\xff"[..], b"/\xff/console", b"/consol\xe9"] {
         let mut h = base.clone();
         h[1] = (b":path", outside);
-        assert!(matches!(decide_bytes(&h), Decision::PassThrough));
+        assert!(matches!(decide_bytes(&h), Decision::PassThrough { .. }));
     }
     // Headers the host could not serialize: refused, whatever the path.
     let facts = RequestFacts::unreadable(None);
@@ -218,7 +218,7 @@ fn row_malformed_request() {
     let mut h = base.clone();
     h[1] = (b":path", b"/healthz");
     h.push((b"origin", b"\xe9"));
-    assert!(matches!(decide_bytes(&h), Decision::PassThrough));
+    assert!(matches!(decide_bytes(&h), Decision::PassThrough { .. }));
 }
 
 #[test]
@@ -551,25 +551,82 @@ fn row_client_not_allowed() {
 
 #[test]
 fn row_replayed_is_decided_with_the_store() {
-    // The decision hands out the jti; `replay::claim` refuses the second use.
+    // An admission is applied only through `commit`, which claims the jti:
+    // the second use of the same link is refused there.
     let cfg = config();
-    let Decision::Admit(a) = Req::ws(link(&claims())).decide(&cfg, NOW) else {
+    let store = crate::replay::tests_support::EnvoyLikeStore::default();
+    let path = link(&claims());
+    let Decision::Admit(first) = Req::ws(path.clone()).decide(&cfg, NOW) else {
         panic!()
     };
-    let store = crate::replay::tests_support::EnvoyLikeStore::default();
-    let once = a.one_time.unwrap();
-    assert_eq!(crate::replay::claim(&store, &once, NOW), Ok(()));
+    let Commit::Apply(rewrite) = first.commit(&store, NOW) else {
+        panic!("the first use was refused")
+    };
     assert_eq!(
-        crate::replay::claim(&store, &once, NOW),
-        Err(Code::Replayed)
+        (
+            rewrite.cluster,
+            rewrite.path.as_str(),
+            rewrite.authority.as_str()
+        ),
+        ("esxi_vesxi01", "/ticket/52-ab.cd_ef~9", "vesxi01.sec.lab")
     );
+    assert_eq!(rewrite.audit.jti.as_deref(), Some("j-1"));
+    let Decision::Admit(again) = Req::ws(path).decide(&cfg, NOW) else {
+        panic!()
+    };
+    let audit = again.audit().clone();
+    let Commit::Refuse(refusal) = again.commit(&store, NOW) else {
+        panic!("the second use was admitted")
+    };
+    assert_eq!((refusal.code, refusal.audit), (Code::Replayed, audit));
     assert_eq!(Code::Replayed.status(), 403);
-    // With one-time links off, no jti is needed and none is handed out.
+    // With one-time links off, no jti is needed, none is handed out, and
+    // commit touches no store.
     let off = config_with(json!({"one_time_links": false}));
     let Decision::Admit(a) = Req::ws(link(&with(json!({"jti": null})))).decide(&off, NOW) else {
         panic!()
     };
-    assert_eq!(a.one_time, None);
+    assert_eq!(a.one_time(), None);
+    struct NoStore;
+    impl crate::replay::SharedStore for NoStore {
+        fn get(
+            &self,
+            _: &str,
+        ) -> Result<(Option<Vec<u8>>, Option<u32>), crate::replay::StoreUnavailable> {
+            panic!("commit asked the store with one-time links off")
+        }
+        fn set(&self, _: &str, _: &[u8], _: Option<u32>) -> Result<(), crate::replay::SetError> {
+            panic!("commit wrote the store with one-time links off")
+        }
+    }
+    assert!(matches!(a.commit(&NoStore, NOW), Commit::Apply(_)));
+}
+
+/// A client never steers routing: outside the prefix the decision says to
+/// strip the client's cluster header whenever one was sent.
+#[test]
+fn pass_through_says_whether_to_strip_the_cluster_header() {
+    let cfg = config();
+    let decide_with = |headers: &[(&[u8], &[u8])]| {
+        let facts = RequestFacts::from_header_bytes(
+            headers.iter().copied(),
+            &cfg.upstreams.cluster_header,
+            None,
+        );
+        match decide(&cfg, &facts, NOW) {
+            Decision::PassThrough {
+                strip_cluster_header,
+            } => strip_cluster_header,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert!(!decide_with(&[(b":path", b"/healthz")]));
+    for value in [&b"esxi_vesxi01"[..], b"", b"\xff"] {
+        assert!(decide_with(&[
+            (b":path", b"/healthz"),
+            (b"x-mksgate-cluster", value)
+        ]));
+    }
 }
 
 #[test]
@@ -584,7 +641,7 @@ fn custom_prefix_param_and_ticket_path() {
     assert_eq!(a.path, "/webmks/52-ab.cd_ef~9/ws");
     assert!(matches!(
         Req::ws(format!("/console?token={token}")).decide(&cfg, NOW),
-        Decision::PassThrough
+        Decision::PassThrough { .. }
     ));
 }
 

@@ -1,0 +1,283 @@
+//! The shim on a mock host: every call it makes is recorded, and the tests
+//! read like what Envoy would see.
+
+use super::*;
+use crate::header_map::{serialize, HeaderMap};
+use mksgate_core::jws::{self, Alg, Key};
+use mksgate_core::replay::tests_support::EnvoyLikeStore;
+use std::cell::RefCell;
+
+const NOW: i64 = 1_800_000_000;
+const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef-mksgate";
+
+fn config() -> Config {
+    let json = serde_json::json!({
+        "keys": [{"kid": "k1", "alg": "HS256", "secret_base64url": jws::encode_secret(SECRET)}],
+        "allowed_origins": ["https://portal.example.com"],
+        "upstreams": {"hosts": {"vesxi01.sec.lab": "esxi_vesxi01"}}
+    });
+    Config::parse(json.to_string().as_bytes(), &|_| None).unwrap()
+}
+
+fn link(jti: &str) -> String {
+    let key = Key::new(Some("k1".into()), Alg::HS256, SECRET).unwrap();
+    let claims = serde_json::json!({
+        "exp": NOW + 60, "iat": NOW, "jti": jti, "host": "vesxi01.sec.lab", "ticket": "tk-1"
+    });
+    format!(
+        "/console?token={}",
+        jws::sign(&key, claims.to_string().as_bytes())
+    )
+}
+
+/// One call the shim made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Call {
+    Set(String, Option<Vec<u8>>),
+    ClearRouteCache,
+    Reply(u32, Option<String>),
+    Count(Code),
+    Decision(Code),
+    Info(String),
+    Error(String),
+}
+
+#[derive(Default)]
+struct Mock {
+    headers: Option<Vec<u8>>,
+    calls: RefCell<Vec<Call>>,
+    store: EnvoyLikeStore,
+    refuse_header_writes: bool,
+}
+
+impl Mock {
+    fn with(headers: &[(&[u8], &[u8])]) -> Mock {
+        Mock {
+            headers: Some(serialize(headers)),
+            ..Mock::default()
+        }
+    }
+
+    fn upgrade(path: &str, extra: &[(&[u8], &[u8])]) -> Mock {
+        let mut h: Vec<(&[u8], &[u8])> = vec![
+            (b":method", b"GET"),
+            (b":path", path.as_bytes()),
+            (b"upgrade", b"websocket"),
+            (b"connection", b"Upgrade"),
+            (b"origin", b"https://portal.example.com"),
+        ];
+        for (name, value) in extra {
+            match h.iter_mut().find(|(n, _)| n == name) {
+                Some(slot) => slot.1 = value,
+                None => h.push((name, value)),
+            }
+        }
+        Mock::with(&h)
+    }
+
+    fn run(&self) -> Next {
+        self.calls.borrow_mut().clear();
+        on_request_headers(self, Some(&config()))
+    }
+
+    fn calls(&self) -> Vec<Call> {
+        self.calls.borrow().clone()
+    }
+
+    fn replied(&self) -> Option<(u32, Option<String>)> {
+        self.calls().into_iter().find_map(|c| match c {
+            Call::Reply(status, decision) => Some((status, decision)),
+            _ => None,
+        })
+    }
+
+    fn sets(&self) -> Vec<(String, Option<Vec<u8>>)> {
+        self.calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                Call::Set(name, value) => Some((name, value)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn info(&self) -> Vec<String> {
+        self.calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                Call::Info(line) => Some(line),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+impl Host for Mock {
+    fn request_headers(&self) -> Option<HeaderMap> {
+        HeaderMap::parse(self.headers.clone()?)
+    }
+    fn client_address(&self) -> Option<String> {
+        Some("192.0.2.10:55000".into())
+    }
+    fn now(&self) -> i64 {
+        NOW
+    }
+    fn set_request_header(&self, name: &str, value: Option<&[u8]>) -> Result<(), HostRefused> {
+        self.calls
+            .borrow_mut()
+            .push(Call::Set(name.into(), value.map(<[u8]>::to_vec)));
+        if self.refuse_header_writes {
+            Err(HostRefused)
+        } else {
+            Ok(())
+        }
+    }
+    fn clear_route_cache(&self) {
+        self.calls.borrow_mut().push(Call::ClearRouteCache);
+    }
+    fn reply(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) -> Result<(), HostRefused> {
+        let decision = headers
+            .iter()
+            .find(|(n, _)| *n == "x-mksgate-decision")
+            .map(|(_, v)| v.to_string());
+        if let Some(code) = &decision {
+            assert_eq!(body, format!("{code}\n").as_bytes());
+        }
+        self.calls.borrow_mut().push(Call::Reply(status, decision));
+        Ok(())
+    }
+    fn count(&self, code: Code) {
+        self.calls.borrow_mut().push(Call::Count(code));
+    }
+    fn record_decision(&self, code: Code) {
+        self.calls.borrow_mut().push(Call::Decision(code));
+    }
+    fn log_info(&self, line: &str) {
+        self.calls.borrow_mut().push(Call::Info(line.into()));
+    }
+    fn log_error(&self, line: &str) {
+        self.calls.borrow_mut().push(Call::Error(line.into()));
+    }
+    fn store(&self) -> &dyn SharedStore {
+        &self.store
+    }
+}
+
+#[test]
+fn a_latin1_cookie_next_to_a_valid_link_is_admitted_and_rewritten() {
+    let mock = Mock::upgrade(
+        &link("j-1"),
+        &[(b"cookie", b"a=Espa\xf1a"), (b"user-agent", b"\xa1\xb1")],
+    );
+    assert_eq!(mock.run(), Next::Continue);
+    assert_eq!(
+        mock.sets(),
+        [
+            (":path".into(), Some(b"/ticket/tk-1".to_vec())),
+            (":authority".into(), Some(b"vesxi01.sec.lab".to_vec())),
+            ("x-mksgate-cluster".into(), Some(b"esxi_vesxi01".to_vec())),
+        ]
+    );
+    let calls = mock.calls();
+    assert!(calls.contains(&Call::ClearRouteCache));
+    assert!(calls.contains(&Call::Count(Code::Admitted)));
+    assert!(calls.contains(&Call::Decision(Code::Admitted)));
+    assert!(mock.info()[0].contains(r#""code":"admitted""#));
+    assert_eq!(mock.replied(), None);
+}
+
+#[test]
+fn the_second_use_of_a_link_is_replayed() {
+    let mock = Mock::upgrade(&link("j-2"), &[]);
+    assert_eq!(mock.run(), Next::Continue);
+    assert_eq!(mock.run(), Next::Stop);
+    assert_eq!(mock.replied(), Some((403, Some("replayed".into()))));
+    assert!(mock.sets().is_empty(), "a refused request is not rewritten");
+    assert!(mock.calls().contains(&Call::Count(Code::Replayed)));
+}
+
+#[test]
+fn a_non_utf8_header_the_decision_reads_is_malformed_request() {
+    for (name, header) in [
+        (&b"origin"[..], "origin"),
+        (b"upgrade", "upgrade"),
+        (b"x-mksgate-cluster", "cluster header"),
+    ] {
+        let mock = Mock::upgrade(&link("j-3"), &[(name, b"\xe9")]);
+        assert_eq!(mock.run(), Next::Stop, "{header}");
+        assert_eq!(
+            mock.replied(),
+            Some((400, Some("malformed_request".into())))
+        );
+        let line = &mock.info()[0];
+        assert!(
+            line.contains(&format!(r#""malformed_header":"{header}""#)),
+            "{line}"
+        );
+        assert!(mock
+            .calls()
+            .contains(&Call::Decision(Code::MalformedRequest)));
+    }
+}
+
+#[test]
+fn a_client_cluster_header_is_stripped_on_every_path() {
+    let mock = Mock::with(&[
+        (b":method", b"GET"),
+        (b":path", b"/healthz"),
+        (b"x-mksgate-cluster", b"esxi_vesxi01"),
+    ]);
+    assert_eq!(mock.run(), Next::Continue);
+    assert_eq!(
+        mock.calls(),
+        [
+            Call::Set("x-mksgate-cluster".into(), None),
+            Call::ClearRouteCache
+        ]
+    );
+    // Nothing at all happens to a plain request outside the prefix.
+    let plain = Mock::with(&[
+        (b":method", b"GET"),
+        (b":path", b"/healthz"),
+        (b"x", b"\xff"),
+    ]);
+    assert_eq!(plain.run(), Next::Continue);
+    assert!(plain.calls().is_empty());
+}
+
+#[test]
+fn a_refused_header_write_is_gateway_error_never_half_applied() {
+    // The strip of a client's cluster header.
+    let mut strip = Mock::with(&[(b":path", b"/healthz"), (b"x-mksgate-cluster", b"x")]);
+    strip.refuse_header_writes = true;
+    assert_eq!(strip.run(), Next::Stop);
+    assert_eq!(strip.replied(), Some((503, Some("gateway_error".into()))));
+    // The admission's rewrite: refused, and the request is not forwarded.
+    let mut rewrite = Mock::upgrade(&link("j-4"), &[]);
+    rewrite.refuse_header_writes = true;
+    assert_eq!(rewrite.run(), Next::Stop);
+    assert_eq!(rewrite.replied(), Some((503, Some("gateway_error".into()))));
+    assert!(!rewrite.calls().contains(&Call::ClearRouteCache));
+}
+
+#[test]
+fn headers_the_host_cannot_hand_over_are_refused_on_any_path() {
+    let mock = Mock {
+        headers: Some(vec![9, 0, 0, 0, 1]),
+        ..Mock::default()
+    };
+    assert_eq!(mock.run(), Next::Stop);
+    assert_eq!(
+        mock.replied(),
+        Some((400, Some("malformed_request".into())))
+    );
+    let none = Mock::default();
+    assert_eq!(none.run(), Next::Stop, "no headers at all");
+}
+
+#[test]
+fn an_unconfigured_stream_is_refused() {
+    let mock = Mock::upgrade(&link("j-5"), &[]);
+    assert_eq!(on_request_headers(&mock, None), Next::Stop);
+    assert_eq!(mock.replied(), Some((503, None)));
+}
