@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 const BIN: &str = env!("CARGO_BIN_EXE_mksgate");
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-const KEY_ENV: &str = "MKSGATE_KEY_2026_11";
+use mksgate_testkit::link::KEY_ENV;
 /// 32 bytes, base64url: what the shipped example's env var would hold.
 const SECRET32: &str = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTEyMzQ";
 const NOW: i64 = 1_795_000_000;

@@ -66,6 +66,12 @@ pub fn init<S: SharedStore + ?Sized>(store: &S) -> Result<u32, StoreUnavailable>
     Ok(created)
 }
 
+/// The bucket a `jti` is recorded in (for tests and tools that look at the
+/// table from outside).
+pub fn bucket_of(jti: &str) -> u32 {
+    locate(jti).0
+}
+
 fn locate(jti: &str) -> (u32, [u8; 8]) {
     let digest = Sha256::digest(jti.as_bytes());
     let mut head = [0u8; 4];

@@ -32,22 +32,16 @@ use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 use std::sync::OnceLock;
 
-const NOW: i64 = 1_800_000_000;
-const SECRET_1: &[u8] = b"fuzz-secret-one-0123456789abcdef-0123456";
-const SECRET_2: &[u8] = b"fuzz-secret-two-0123456789abcdef-0123456789abcdef-0123456789abcd";
-const FOREIGN: &[u8] = b"not-the-gateway-key-0123456789abcdef-0123456789abcdef-0123456789";
+#[allow(dead_code)] // the fuzz targets use the rest
+#[path = "../../fuzz/src/fixtures.rs"]
+mod fixtures;
+
+use fixtures::{key_1, key_2, FOREIGN, NOW, SECRET_2};
+
 const AUDIENCE: &str = "console.example.com";
 const ISSUER: &str = "portal.example.com";
 const PORTAL: &str = "https://portal.example.com";
 const CLIENT: &str = "192.0.2.10:55000";
-
-fn key_1() -> Key {
-    Key::new(Some("k1".into()), Alg::HS256, SECRET_1).unwrap()
-}
-
-fn key_2() -> Key {
-    Key::new(Some("k2".into()), Alg::HS512, SECRET_2).unwrap()
-}
 
 fn foreign_key() -> Key {
     Key::new(Some("k1".into()), Alg::HS256, FOREIGN).unwrap()
@@ -58,32 +52,10 @@ fn keys() -> &'static KeySet {
     KEYS.get_or_init(|| KeySet::new(vec![key_1(), key_2()]))
 }
 
-/// The fuzz target's strict config (fuzz/src/lib.rs `strict_config_json`).
+/// The fuzz targets' strict config (`fuzz/src/fixtures.rs`).
 fn config() -> &'static Config {
     static CONFIG: OnceLock<Config> = OnceLock::new();
-    CONFIG.get_or_init(|| {
-        let text = json!({
-            "keys": [
-                {"kid": "k1", "alg": "HS256", "secret_base64url": jws::encode_secret(SECRET_1)},
-                {"kid": "k2", "alg": "HS512", "secret_base64url": jws::encode_secret(SECRET_2)}
-            ],
-            "audience": AUDIENCE,
-            "issuer": ISSUER,
-            "allowed_origins": [PORTAL, "http://localhost:8080"],
-            "upstreams": {
-                "hosts": {
-                    "vesxi01.sec.lab": "esxi_vesxi01",
-                    "10.0.0.9": "esxi_ip",
-                    "2001:db8::7": "esxi_v6"
-                },
-                "host_suffixes": {
-                    ".esxi.example.com": "esxi_dynamic",
-                    ".lab.esxi.example.com": "esxi_lab"
-                }
-            }
-        });
-        Config::parse(text.to_string().as_bytes(), &|_| None).unwrap()
-    })
+    CONFIG.get_or_init(fixtures::strict_config)
 }
 
 /// 512 cases each; failures are shrunk and printed, not persisted (the

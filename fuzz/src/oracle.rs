@@ -24,8 +24,13 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 /// (no alternative encodings, padding, trailing bits or extra segments).
 pub fn check_token(keys: &KeySet, token: &str) -> Result<(), String> {
     if let Some(kid) = jws::peek_kid(token) {
-        if kid.chars().count() > 64 {
-            return Err(format!("peek_kid returned {} chars", kid.chars().count()));
+        // Unverified input reaches logs as printable ASCII only: at most 64
+        // characters of the kid, each one or one `\u{..}` escape.
+        if !kid.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+            return Err(format!("peek_kid returned non-printable {kid:?}"));
+        }
+        if kid.len() > 64 * "\\u{10ffff}".len() {
+            return Err(format!("peek_kid returned {} bytes", kid.len()));
         }
     }
     let mut scratch = Scratch::new();

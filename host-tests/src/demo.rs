@@ -24,7 +24,6 @@ pub mod web;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context, Result};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -179,22 +178,11 @@ impl State {
             .find(|s| s.name() == host)
             .ok_or_else(|| anyhow!("unknown host {host:?}"))?;
         let ticket = standin.issue_ticket();
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let exp = now + LINK_TTL_SECONDS;
-        let jti = hex(&random_bytes(16)?);
-        let claims = serde_json::json!({
-            "host": host,
-            "ticket": ticket,
-            "iat": now,
-            "exp": exp,
-            "jti": jti,
-            "aud": shipped::AUDIENCE,
-            "iss": shipped::ISSUER,
-            "sub": "demo",
-        });
+        let mut claims = crate::link::shipped_claims(host, &ticket);
+        let exp = u64::try_from(crate::link::now()).unwrap_or(0) + LINK_TTL_SECONDS;
+        claims["exp"] = exp.into();
+        claims["sub"] = "demo".into();
+        let jti = claims["jti"].as_str().unwrap_or_default().to_string();
         let token = jws::sign(&self.key, claims.to_string().as_bytes());
         let link = format!("wss://{}/console?token={token}", self.gateway);
         Ok(SignedLink {
@@ -231,10 +219,6 @@ fn random_bytes(n: usize) -> Result<Vec<u8>> {
         .fill(&mut b)
         .map_err(|_| anyhow!("the system RNG failed"))?;
     Ok(b)
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// base64 SHA-256 of the certificate's SubjectPublicKeyInfo (Chromium's

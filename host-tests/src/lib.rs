@@ -21,7 +21,6 @@ pub mod envoy;
 pub mod gateway;
 pub mod hostile;
 pub mod io;
-pub mod link;
 pub mod run;
 pub mod shipped;
 pub mod standin;
@@ -29,6 +28,18 @@ pub mod tls;
 pub mod vm_health;
 pub mod wire;
 pub mod wire_fuzz;
+
+/// The one link minter (in the testkit), here too for the tests' sake.
+pub use mksgate_testkit::link;
+
+/// Runs a test body under a time bound: a test that exceeds it fails
+/// (panics) instead of hanging the suite. The one copy every test file uses.
+#[allow(clippy::panic)] // failing the test is the point
+pub async fn bounded<F: std::future::Future<Output = ()>>(secs: u64, f: F) {
+    tokio::time::timeout(std::time::Duration::from_secs(secs), f)
+        .await
+        .unwrap_or_else(|_| panic!("test exceeded its bound of {secs} s"));
+}
 
 /// The loopback address `127.0.0.<n>` (every 127/8 address works on Linux
 /// without configuration).

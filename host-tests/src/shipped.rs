@@ -3,17 +3,13 @@
 //! substitution must find its text (`replace_exact`), so a shipped file that
 //! drifts from this list fails the tests instead of being silently untested.
 
-use crate::envoy::{read_envoy_file, replace_exact, workspace_root};
-use anyhow::{bail, Result};
+use crate::envoy::{read_envoy_file, replace_exact};
+use anyhow::Result;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// What the shipped plugin configuration expects of links and clients.
-pub const KEY_ENV: &str = "MKSGATE_KEY_2026_11";
-pub const KID: &str = "2026-11";
-pub const AUDIENCE: &str = "console.example.com";
-pub const ISSUER: &str = "portal.example.com";
-pub const ORIGIN: &str = "https://portal.example.com";
+pub use mksgate_testkit::link::{AUDIENCE, ISSUER, KEY_ENV, KID, ORIGIN};
 pub const LISTENER: &str = "console_gateway";
 pub const CLUSTER_HEADER: &str = "x-mksgate-cluster";
 /// The ESXi hosts named in static-clusters.yaml, and their clusters.
@@ -33,26 +29,12 @@ pub const ESXI_CA_FILE: &str = "esxi-ca.pem";
 
 /// The shipped module, as `make build` / `scripts/build-module.sh` leave it.
 pub fn module_path() -> Result<PathBuf> {
-    let path = workspace_root().join("target/mksgate/mksgate_filter.wasm");
-    if !path.is_file() {
-        bail!(
-            "no shipped module at {}: run `make build` (or scripts/build-module.sh) first",
-            path.display()
-        );
-    }
-    Ok(path)
+    mksgate_testkit::paths::shipped_module()
 }
 
 /// A test-only module built next to the shipped one (`noop`, `trap`).
 pub fn test_module_path(name: &str) -> Result<PathBuf> {
-    let path = workspace_root().join(format!("target/mksgate/mksgate_{name}_filter.wasm"));
-    if !path.is_file() {
-        bail!(
-            "no {name} module at {}: run `scripts/build-module.sh all` first",
-            path.display()
-        );
-    }
-    Ok(path)
+    mksgate_testkit::paths::test_module(name)
 }
 
 /// An ESXi host of static-clusters.yaml as a test runs it.

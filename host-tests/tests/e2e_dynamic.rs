@@ -13,19 +13,20 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::future::Future;
+use mksgate_host_tests::bounded;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use mksgate_core::jws::{encode_secret, sign, Alg, Key};
+use mksgate_core::jws::encode_secret;
 use mksgate_host_tests::client::{connect, verify_session, ClientOpts, Outcome};
 use mksgate_host_tests::dns::DnsServer;
 use mksgate_host_tests::envoy::{Envoy, EnvoyOpts};
 use mksgate_host_tests::io::HttpResponse;
+use mksgate_host_tests::link;
 use mksgate_host_tests::loopback;
 use mksgate_host_tests::shipped::{
-    self, AUDIENCE, DYNAMIC_CLUSTER, ESXI_CA_FILE, GATEWAY_CERT_FILE, GATEWAY_KEY_FILE, ISSUER,
-    KEY_ENV, KID, LISTENER, ORIGIN,
+    self, DYNAMIC_CLUSTER, ESXI_CA_FILE, GATEWAY_CERT_FILE, GATEWAY_KEY_FILE, KEY_ENV, KID,
+    LISTENER, ORIGIN,
 };
 use mksgate_host_tests::standin::{Standin, StandinConfig};
 use mksgate_host_tests::tls::{CertKey, TestCa};
@@ -34,12 +35,6 @@ const T: Duration = Duration::from_secs(10);
 const GATEWAY: &str = "console.example.com";
 const ESX_A: &str = "esx-a.esxi.example.com";
 const ESX_B: &str = "esx-b.esxi.example.com";
-
-async fn bounded<F: Future<Output = ()>>(secs: u64, f: F) {
-    tokio::time::timeout(Duration::from_secs(secs), f)
-        .await
-        .unwrap_or_else(|_| panic!("test exceeded {secs} s"));
-}
 
 fn random<const N: usize>() -> [u8; N] {
     use ring::rand::SecureRandom;
@@ -107,20 +102,10 @@ async fn start() -> Gateway {
 
 impl Gateway {
     fn link(&self, host: &str, port: u16, ticket: &str) -> String {
-        let key = Key::new(Some(KID.into()), Alg::HS256, &self.secret).unwrap();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        let jti: String = random::<16>().iter().map(|b| format!("{b:02x}")).collect();
-        let claims = serde_json::json!({
-            "host": host, "port": port, "ticket": ticket, "aud": AUDIENCE, "iss": ISSUER,
-            "iat": now, "exp": now + 60, "jti": jti,
-        });
-        format!(
-            "wss://{GATEWAY}/console?token={}",
-            sign(&key, claims.to_string().as_bytes())
-        )
+        let mut claims = link::shipped_claims(host, ticket);
+        claims["port"] = port.into();
+        let token = link::sign_with(&self.secret, KID, &claims).unwrap();
+        format!("wss://{GATEWAY}{}", link::console_path(&token))
     }
 
     async fn open(&self, host: &str, port: u16, ticket: &str) -> Outcome {

@@ -12,9 +12,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use mksgate_host_tests::bounded;
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::time::Duration;
 
 use mksgate_host_tests::gateway::{Layout, ShippedGateway};
 use mksgate_host_tests::hostile::{self, Place, Seen};
@@ -25,12 +24,6 @@ use mksgate_host_tests::wire_fuzz::{self, Rng};
 const WORKERS: usize = 2;
 /// Under the shipped handshake limit (100/s, burst 200).
 const PER_SECOND: u32 = 85;
-
-async fn bounded<F: Future<Output = ()>>(secs: u64, f: F) {
-    tokio::time::timeout(Duration::from_secs(secs), f)
-        .await
-        .unwrap_or_else(|_| panic!("test exceeded its bound of {secs} s"));
-}
 
 async fn healthy(gw: &ShippedGateway, health: &VmHealth, what: &str) {
     health.check(&gw.envoy, what).await.unwrap();

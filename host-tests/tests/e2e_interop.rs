@@ -8,7 +8,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::future::Future;
+use mksgate_host_tests::bounded;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -32,12 +32,6 @@ const T: Duration = Duration::from_secs(10);
 const GATEWAY: &str = "console.example.com";
 const SETUP: &str = "run scripts/setup.sh (it installs PyJWT into .tools/python and runs \
                      `npm ci --prefix docs/portal`)";
-
-async fn bounded<F: Future<Output = ()>>(secs: u64, f: F) {
-    tokio::time::timeout(Duration::from_secs(secs), f)
-        .await
-        .unwrap_or_else(|_| panic!("test exceeded {secs} s"));
-}
 
 fn portal(file: &str) -> PathBuf {
     workspace_root().join("docs/portal").join(file)

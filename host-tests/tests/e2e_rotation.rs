@@ -18,22 +18,23 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::future::Future;
+use mksgate_host_tests::bounded;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use mksgate_core::jws::{encode_secret, sign, Alg, Key};
+use mksgate_core::jws::encode_secret;
 use mksgate_host_tests::client::{
     connect, verify_session, verify_session_with, ClientOpts, Outcome, Session, SessionEnd,
 };
 use mksgate_host_tests::envoy::{replace_exact, Envoy, EnvoyOpts};
+use mksgate_host_tests::link;
 use mksgate_host_tests::loopback;
 use mksgate_host_tests::shipped::{
-    self, rotation_bootstrap, rotation_listeners, RotationDir, Upstream, AUDIENCE, ISSUER, KEY_ENV,
-    KID, LISTENER, ORIGIN, STATIC_HOSTS,
+    self, rotation_bootstrap, rotation_listeners, RotationDir, Upstream, KEY_ENV, KID, LISTENER,
+    ORIGIN, STATIC_HOSTS,
 };
 use mksgate_host_tests::standin::{Standin, StandinConfig};
 use mksgate_host_tests::tls::CertKey;
@@ -46,12 +47,6 @@ const GATEWAY: &str = "console.example.com";
 const NEW_KID: &str = "2026-12";
 const NEW_KEY_ENV: &str = "MKSGATE_KEY_2026_12";
 
-async fn bounded<F: Future<Output = ()>>(secs: u64, f: F) {
-    tokio::time::timeout(Duration::from_secs(secs), f)
-        .await
-        .unwrap_or_else(|_| panic!("test exceeded {secs} s"));
-}
-
 fn random_bytes<const N: usize>() -> [u8; N] {
     use ring::rand::SecureRandom;
     let mut b = [0u8; N];
@@ -59,29 +54,9 @@ fn random_bytes<const N: usize>() -> [u8; N] {
     b
 }
 
-fn fresh_jti() -> String {
-    random_bytes::<16>()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
 /// A link's token as the portal mints it for the shipped config.
 fn mint(secret: &[u8], kid: &str, host: &str, ticket: &str) -> String {
-    let key = Key::new(Some(kid.to_string()), Alg::HS256, secret).unwrap();
-    let t = now();
-    let claims = serde_json::json!({
-        "host": host, "ticket": ticket, "aud": AUDIENCE, "iss": ISSUER,
-        "iat": t, "exp": t + 60, "jti": fresh_jti(),
-    });
-    sign(&key, claims.to_string().as_bytes())
+    link::sign_with(secret, kid, &link::shipped_claims(host, ticket)).unwrap()
 }
 
 const OLD_KEY_ENTRY: &str =

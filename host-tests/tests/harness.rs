@@ -6,7 +6,7 @@
 // Helpers outside #[test] functions are test code too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::future::Future;
+use mksgate_host_tests::bounded;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::process::CommandExt;
@@ -26,13 +26,6 @@ use mksgate_host_tests::tls::{CertKey, TestCa, Trust};
 const H1: &str = "vesxi01.sec.lab";
 const H2: &str = "vesxi02.sec.lab";
 const T: Duration = Duration::from_secs(5);
-
-/// Every test body runs under this bound.
-async fn bounded<F: Future<Output = ()>>(secs: u64, f: F) {
-    tokio::time::timeout(Duration::from_secs(secs), f)
-        .await
-        .unwrap_or_else(|_| panic!("test exceeded {secs} s"));
-}
 
 fn direct(s: &Standin) -> ClientOpts {
     ClientOpts::new()

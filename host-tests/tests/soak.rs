@@ -761,11 +761,9 @@ async fn watch_envoy(soak: Arc<Soak>, stop: Arc<AtomicBool>) -> Watch {
     w
 }
 
-/// The replay bucket of a `jti`, computed as `mksgate_core::replay` does.
+/// The replay bucket of a `jti` (core's own `replay::bucket_of`).
 fn bucket_of(jti: &str) -> u32 {
-    use sha2::{Digest, Sha256};
-    let d = Sha256::digest(jti.as_bytes());
-    u32::from_le_bytes([d[0], d[1], d[2], d[3]]) % replay::BUCKETS
+    replay::bucket_of(jti)
 }
 
 /// The most intervals `[from, until)` (seconds) that overlap at any time.

@@ -1,112 +1,17 @@
 //! Processes the benchmark starts (each in its own process group, killed when
 //! dropped and when this process dies) and what /proc says about them.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::Result;
 
-/// A child process in its own process group. Dropping it sends SIGTERM to
-/// the group, then SIGKILL after a grace period. The child also gets SIGKILL
-/// if this process dies (`PR_SET_PDEATHSIG`, set on the spawning thread: the
-/// benchmark spawns from its main thread only).
-pub struct Proc {
-    pub name: String,
-    child: Child,
-    pub log: PathBuf,
-}
-
-impl Proc {
-    /// Spawn `cmd` with stdout and stderr appended to `log` (stdin from
-    /// /dev/null unless the caller set it).
-    pub fn spawn(name: &str, mut cmd: Command, log: &Path) -> Result<Proc> {
-        let out =
-            std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
-        let err = out.try_clone()?;
-        cmd.stdout(out).stderr(err);
-        Self::spawn_raw(name, cmd, log)
-    }
-
-    /// Spawn `cmd` with its stdio as the caller set it.
-    pub fn spawn_raw(name: &str, mut cmd: Command, log: &Path) -> Result<Proc> {
-        cmd.process_group(0);
-        // SAFETY: prctl is async-signal-safe and touches no parent memory.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("starting {name}: {cmd:?}"))?;
-        Ok(Proc {
-            name: name.to_string(),
-            child,
-            log: log.to_path_buf(),
-        })
-    }
-
-    pub fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    pub fn child_mut(&mut self) -> &mut Child {
-        &mut self.child
-    }
-
-    /// Fails (with the log's tail) if the process has exited.
-    pub fn check_alive(&mut self) -> Result<()> {
-        if let Some(status) = self.child.try_wait()? {
-            bail!(
-                "{} exited ({status}); log tail:\n{}",
-                self.name,
-                log_tail(&self.log, 25)
-            );
-        }
-        Ok(())
-    }
-
-    fn stop(&mut self) {
-        let pgid = self.pid();
-        if let Ok(Some(_)) = self.child.try_wait() {
-            // Still end anything it left in its group.
-            // SAFETY: plain syscall on our own child's process group.
-            unsafe { libc::kill(-pgid, libc::SIGKILL) };
-            return;
-        }
-        // SAFETY: as above.
-        unsafe { libc::kill(-pgid, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                // SAFETY: as above.
-                unsafe { libc::kill(-pgid, libc::SIGKILL) };
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        // SAFETY: as above.
-        unsafe { libc::kill(-pgid, libc::SIGKILL) };
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-pub fn log_tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let v: Vec<&str> = text.lines().collect();
-    v[v.len().saturating_sub(lines)..].join("\n")
-}
+/// The testkit's: the one way tests and benchmarks start processes.
+pub use mksgate_testkit::process::{log_tail, Proc};
+/// The testkit's `${NAME}` templates.
+pub use mksgate_testkit::template::render;
 
 pub fn clock_ticks() -> u64 {
     // SAFETY: sysconf has no preconditions.
@@ -195,86 +100,16 @@ pub fn free_port() -> Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
-/// One blocking HTTP/1.1 GET (Connection: close); returns (status, body).
+/// One blocking HTTP/1.1 GET (the testkit's); returns (status, body).
 pub fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, timeout)?;
-    s.set_read_timeout(Some(timeout))?;
-    s.set_write_timeout(Some(timeout))?;
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
-    )?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf)?;
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| anyhow!("no HTTP status from {addr}{path}"))?;
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let chunked = head.lines().any(|l| {
-        l.to_ascii_lowercase().starts_with("transfer-encoding:")
-            && l.to_ascii_lowercase().contains("chunked")
-    });
-    let body = if chunked {
-        dechunk(body)
-    } else {
-        body.to_string()
-    };
-    Ok((status, body))
-}
-
-fn dechunk(mut rest: &str) -> String {
-    let mut out = String::new();
-    while let Some((size_line, after)) = rest.split_once("\r\n") {
-        let size = usize::from_str_radix(size_line.split(';').next().unwrap_or("").trim(), 16)
-            .unwrap_or(0);
-        if size == 0 || after.len() < size {
-            break;
-        }
-        out.push_str(&after[..size]);
-        rest = after[size..].trim_start_matches("\r\n");
-    }
-    out
+    let r = mksgate_testkit::http::request(addr, "GET", path, "", timeout)?;
+    Ok((r.status, r.body))
 }
 
 /// Raise the soft open-files limit to the hard limit (inherited by every
 /// process started afterwards). Returns the new soft limit.
 pub fn raise_nofile() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit write/read the struct we own.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
-    lim.rlim_cur
-}
-
-/// Replace `${NAME}` for every given name; fail if a `${UPPER_CASE}`
-/// placeholder is left (comments may say `${...}`).
-pub fn render(template: &str, vars: &[(&str, String)]) -> Result<String> {
-    let mut out = template.to_string();
-    for (k, v) in vars {
-        out = out.replace(&format!("${{{k}}}"), v);
-    }
-    let mut rest = out.as_str();
-    while let Some(i) = rest.find("${") {
-        let after = &rest[i + 2..];
-        let name: String = after
-            .chars()
-            .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
-            .collect();
-        if !name.is_empty() && after[name.len()..].starts_with('}') {
-            bail!("placeholder ${{{name}}} left unfilled");
-        }
-        rest = after;
-    }
-    Ok(out)
+    mksgate_testkit::process::raise_nofile(u64::MAX)
 }
 
 /// First line of a command's output (stdout, else stderr), or "?".
@@ -323,19 +158,6 @@ pub fn pinned(cpus: Option<&str>, program: &Path) -> Command {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn render_fills_and_refuses_leftovers() {
-        let t = "port ${PORT} # ${...} stays\nmodule ${MODULE}";
-        let out = render(t, &[("PORT", "80".into()), ("MODULE", "/m.wasm".into())]).unwrap();
-        assert_eq!(out, "port 80 # ${...} stays\nmodule /m.wasm");
-        assert!(render("a ${MISSING}", &[]).is_err());
-    }
-
-    #[test]
-    fn chunked_bodies_are_decoded() {
-        assert_eq!(dechunk("4\r\nLIVE\r\n1\r\n\n\r\n0\r\n\r\n"), "LIVE\n");
-    }
 
     #[test]
     fn own_cpu_and_rss_are_readable() {

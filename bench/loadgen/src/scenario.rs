@@ -26,11 +26,8 @@ use crate::results::Sample;
 
 /// The ESXi host every benchmark link names.
 pub const ESXI_HOST: &str = "vesxi01.sec.lab";
-/// What the shipped plugin configuration expects (envoy/static-clusters.yaml).
-pub const KID: &str = "2026-11";
-pub const AUDIENCE: &str = "console.example.com";
-pub const ISSUER: &str = "portal.example.com";
-pub const ORIGIN: &str = "https://portal.example.com";
+/// What the shipped plugin configuration expects (the testkit's one copy).
+pub use mksgate_testkit::link::{AUDIENCE, ISSUER, KID, ORIGIN};
 /// The subprotocols the VMware HTML console offers.
 pub const WMKS_PROTOCOLS: &str = "binary, vmware-vvc, uint8utf8";
 

@@ -27,7 +27,7 @@ use crate::scenario::{self, merge, Counter, Mode, Pool, Probe, Slice, Target, ES
 /// CPU the proxy runs on; the load generator and the stand-in get the other.
 pub const PROXY_CPU: &str = "0";
 pub const LOAD_CPU: &str = "1";
-const KEY_ENV: &str = "MKSGATE_KEY_2026_11";
+use mksgate_testkit::link::KEY_ENV;
 const STANDIN_ADDR: &str = "127.0.0.2";
 /// A second ESXi host in every routing table (nothing listens there).
 const STANDIN2_ADDR: &str = "127.0.0.3";
@@ -409,22 +409,7 @@ fn wait_port(addr: SocketAddr, proc: &mut Proc, timeout: Duration) -> Result<()>
 }
 
 fn wait_envoy_ready(admin: SocketAddr, proc: &mut Proc, timeout: Duration) -> Result<()> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        proc.check_alive()?;
-        if let Ok((200, body)) = http_get(admin, "/ready", Duration::from_millis(500)) {
-            if body.contains("LIVE") {
-                return Ok(());
-            }
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "Envoy not LIVE after {timeout:?}:\n{}",
-                log_tail(&proc.log, 25)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    mksgate_testkit::envoy::wait_live(admin, proc, timeout)
 }
 
 /// Start `sys` (fresh process) and wait until it serves.
@@ -621,60 +606,14 @@ fn meta(root: &Path, paths: &Paths, quick: bool) -> Meta {
     }
 }
 
-/// Names of the `proxy_on_*` exports of a wasm module.
+/// The `proxy_on_*` callbacks a module exports, sorted (read by
+/// `tools/wasm-post`, the one wasm reader of the workspace); none if it does
+/// not parse.
 pub fn proxy_exports(bytes: &[u8]) -> Vec<String> {
-    fn leb(b: &[u8], i: &mut usize) -> Option<u64> {
-        let mut v = 0u64;
-        let mut shift = 0;
-        loop {
-            let byte = *b.get(*i)?;
-            *i += 1;
-            v |= u64::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                return Some(v);
-            }
-            shift += 7;
-            if shift > 63 {
-                return None;
-            }
-        }
-    }
-    let mut out = Vec::new();
-    if bytes.get(..4) != Some(b"\0asm") {
-        return out;
-    }
-    let mut i = 8;
-    while i < bytes.len() {
-        let id = bytes[i];
-        i += 1;
-        let Some(len) = leb(bytes, &mut i) else { break };
-        let end = i + len as usize;
-        if id == 7 {
-            let mut j = i;
-            let Some(count) = leb(bytes, &mut j) else {
-                break;
-            };
-            for _ in 0..count {
-                let Some(nlen) = leb(bytes, &mut j) else {
-                    break;
-                };
-                let Some(name) = bytes.get(j..j + nlen as usize) else {
-                    break;
-                };
-                j += nlen as usize;
-                j += 1; // kind
-                if leb(bytes, &mut j).is_none() {
-                    break;
-                }
-                let name = String::from_utf8_lossy(name).into_owned();
-                if name.starts_with("proxy_on_") {
-                    out.push(name);
-                }
-            }
-            break;
-        }
-        i = end;
-    }
+    let mut out: Vec<String> = mksgate_wasm_post::exports(bytes)
+        .map(|exports| exports.into_iter().map(|e| e.name).collect())
+        .unwrap_or_default();
+    out.retain(|name| name.starts_with("proxy_on_"));
     out.sort();
     out
 }

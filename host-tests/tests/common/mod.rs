@@ -36,10 +36,9 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use mksgate_core::jws::{self, Alg, Key};
@@ -51,6 +50,7 @@ use mksgate_host_tests::loopback;
 use mksgate_host_tests::shipped;
 use mksgate_host_tests::standin::{RecordedRequest, Standin, StandinConfig};
 use mksgate_host_tests::tls::{CertKey, TestCa, Trust};
+use mksgate_testkit::link;
 use serde_json::{json, Value};
 
 /// ESXi host A (stand-in on 127.0.0.2, cluster `esxi_vesxi01`).
@@ -62,34 +62,14 @@ pub const GATEWAY_NAME: &str = "console.example.com";
 /// A short bound for single steps.
 pub const T: Duration = Duration::from_secs(5);
 
-/// Runs a test body under a time bound; panics (fails) when it is exceeded.
-pub async fn bounded<F: Future<Output = ()>>(secs: u64, f: F) {
-    tokio::time::timeout(Duration::from_secs(secs), f)
-        .await
-        .unwrap_or_else(|_| panic!("test exceeded its bound of {secs} s"));
-}
+pub use mksgate_host_tests::bounded;
 
-/// Seconds since the epoch.
-pub fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+#[allow(unused_imports)] // not every test file uses both
+pub use mksgate_testkit::link::{now, random_bytes};
 
 /// `n` random bytes as lowercase hex.
 pub fn random_hex(n: usize) -> String {
     random_bytes(n).iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// `n` random bytes.
-pub fn random_bytes(n: usize) -> Vec<u8> {
-    use ring::rand::SecureRandom;
-    let mut out = vec![0u8; n];
-    ring::rand::SystemRandom::new()
-        .fill(&mut out)
-        .unwrap_or_else(|_| panic!("no randomness"));
-    out
 }
 
 /// `base` with `overrides` merged in at the top level; an override of
@@ -108,26 +88,10 @@ pub fn merge(base: &Value, overrides: &Value) -> Value {
     out
 }
 
-/// Raises this process's open-file soft limit to at least `want` (capped at
-/// the hard limit); children started afterwards (Envoy) inherit it. Returns
-/// the soft limit in effect. (Linux: `rlim_t` is `u64`.)
+/// Raises this process's open-file soft limit to at least `want` (the
+/// testkit's); children started afterwards (Envoy) inherit it.
 pub fn raise_fd_limit(want: u64) -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain syscalls on a local struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return 0;
-        }
-        if lim.rlim_cur < want {
-            lim.rlim_cur = std::cmp::min(want, lim.rlim_max);
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
-    }
-    lim.rlim_cur
+    mksgate_testkit::process::raise_nofile(want)
 }
 
 /// Options for [`Gateway::start_with`].
@@ -325,18 +289,10 @@ impl Gateway {
     /// Claims the shipped config admits: `host` + `ticket`, `aud`, `iss`,
     /// `iat` = now, `exp` = now + 60, a fresh `jti`, `sub`, `tenant`.
     pub fn standard_claims(&self, host: &str, ticket: &str) -> Value {
-        let t = now();
-        json!({
-            "host": host,
-            "ticket": ticket,
-            "aud": shipped::AUDIENCE,
-            "iss": shipped::ISSUER,
-            "iat": t,
-            "exp": t + 60,
-            "jti": random_hex(16),
-            "sub": "e2e-user",
-            "tenant": "e2e-tenant",
-        })
+        merge(
+            &link::shipped_claims(host, ticket),
+            &json!({"sub": "e2e-user", "tenant": "e2e-tenant"}),
+        )
     }
 
     /// Signs `claims` with the configured key (header
@@ -364,7 +320,7 @@ impl Gateway {
 
     /// `/console?token=<token>`.
     pub fn path_for(token: &str) -> String {
-        format!("/console?token={token}")
+        link::console_path(token)
     }
 
     /// A signed link to `host` with a fresh ticket from its stand-in and the
@@ -699,8 +655,38 @@ pub fn with_payload(token: &str, claims: &Value) -> String {
     )
 }
 
+/// The wasm filter's plugin configuration, found by parsing the YAML (the
+/// `envoy.extensions.filters.http.wasm.v3.Wasm` typed config's
+/// `config.configuration.value`), as JSON.
+pub fn parsed_plugin_json(yaml: &str) -> Result<Value> {
+    fn find(v: &serde_yaml_ng::Value) -> Option<&str> {
+        const WASM: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
+        match v {
+            serde_yaml_ng::Value::Mapping(m) => {
+                if m.get("@type").and_then(|t| t.as_str()) == Some(WASM) {
+                    return m
+                        .get("config")?
+                        .get("configuration")?
+                        .get("value")?
+                        .as_str();
+                }
+                m.values().find_map(find)
+            }
+            serde_yaml_ng::Value::Sequence(items) => items.iter().find_map(find),
+            _ => None,
+        }
+    }
+    // `@TMPDIR@` (Envoy's directory, filled in at start) cannot start a
+    // YAML scalar; any path stands in for it here.
+    let doc: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&yaml.replace("@TMPDIR@", "/tmp")).context("parsing the YAML")?;
+    let text = find(&doc).ok_or_else(|| anyhow!("no wasm filter plugin configuration"))?;
+    serde_json::from_str(text).context("plugin configuration JSON")
+}
+
 /// The plugin configuration block of a shipped Envoy config: the literal
-/// text (as indented in the YAML) and its parsed JSON.
+/// text (as indented in the YAML, for `with_plugin_json` to replace) and
+/// its JSON, which must equal what parsing the YAML finds.
 pub fn plugin_json(yaml: &str) -> Result<(String, Value)> {
     let marker = "\"@type\": type.googleapis.com/google.protobuf.StringValue";
     let start = yaml
@@ -723,6 +709,9 @@ pub fn plugin_json(yaml: &str) -> Result<(String, Value)> {
     }
     let block = after[body_start..end].to_string();
     let value: Value = serde_json::from_str(&block).context("plugin configuration JSON")?;
+    if value != parsed_plugin_json(yaml)? {
+        bail!("the `value: |` block found is not the wasm filter's plugin configuration");
+    }
     Ok((block, value))
 }
 

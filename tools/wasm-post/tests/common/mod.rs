@@ -6,11 +6,11 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+
+use mksgate_testkit::envoy::{EnvoyOpts, EnvoyProcess};
+use mksgate_testkit::http;
 
 /// The exports every shipped module has, exactly.
 pub const SHIPPED_EXPORTS: &[&str] = &[
@@ -49,22 +49,7 @@ pub const REMOVED_CALLBACKS: &[&str] = &[
     "proxy_on_upstream_connection_close",
 ];
 
-pub fn workspace_root() -> PathBuf {
-    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    here.ancestors()
-        .nth(2)
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| here.to_path_buf())
-}
-
-/// Where `scripts/build-module.sh` leaves the modules it ships.
-pub fn module_dir() -> PathBuf {
-    let target = match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => workspace_root().join("target"),
-    };
-    target.join("mksgate")
-}
+pub use mksgate_testkit::paths::module_dir;
 
 /// `<name>.wasm` (shipped) or `<name>.raw.wasm`, read; a failure that says
 /// how to make it if it is not there.
@@ -106,21 +91,6 @@ pub fn shipped(name: &str) -> PathBuf {
 }
 
 // ---- Envoy ----
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-pub fn envoy_bin() -> PathBuf {
-    let path = match std::env::var_os("ENVOY_BIN") {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => workspace_root().join(".tools/envoy/envoy/_bin/envoy"),
-    };
-    assert!(
-        path.is_file(),
-        "Envoy binary not found at {}: run scripts/setup.sh (or set ENVOY_BIN)",
-        path.display()
-    );
-    path
-}
 
 /// The smallest bootstrap that runs `module` as an HTTP filter with
 /// `plugin_config`, in front of a route that answers `200 routed\n` itself.
@@ -202,10 +172,10 @@ static_resources:
     )
 }
 
-/// A running Envoy in its own process group; dropping it kills the group.
+/// A running Envoy (the testkit's: own directory, own process group,
+/// killed on drop), with its one listener found.
 pub struct Envoy {
-    child: Child,
-    dir: PathBuf,
+    process: EnvoyProcess,
     pub admin: SocketAddr,
     pub listener: SocketAddr,
 }
@@ -217,93 +187,44 @@ impl Envoy {
 
     /// [`Envoy::start`] with more command-line arguments.
     pub fn start_with(config_yaml: &str, extra_args: &[&str]) -> Envoy {
-        let bin = envoy_bin();
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let pid = std::process::id();
-        let dir = std::env::temp_dir().join(format!("mksgate-wasm-post-{pid}-{n}"));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let cfg = dir.join("envoy.yaml");
-        std::fs::write(&cfg, config_yaml).expect("write config");
-        let admin_path = dir.join("admin-address.txt");
-        let log = std::fs::File::create(dir.join("envoy.log")).expect("log file");
-        let log2 = log.try_clone().expect("log file");
-        // Unique per test process and per Envoy in it.
-        let base_id = 3_000_000 + (pid % 100_000) * 10 + n % 10;
-        let child = Command::new(&bin)
-            .arg("-c")
-            .arg(&cfg)
-            .args(["--base-id", &base_id.to_string()])
-            .arg("--disable-hot-restart")
-            .args(["--concurrency", "1", "--log-level", "info"])
-            .arg("--admin-address-path")
-            .arg(&admin_path)
-            .args(extra_args)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2)
-            .process_group(0)
-            .spawn()
-            .expect("spawn envoy");
-        let mut envoy = Envoy {
-            child,
-            dir,
-            admin: SocketAddr::from(([127, 0, 0, 1], 0)),
-            listener: SocketAddr::from(([127, 0, 0, 1], 0)),
+        let opts = EnvoyOpts {
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
+            ready_timeout: Duration::from_secs(30),
+            ..EnvoyOpts::default()
         };
-        envoy.wait_ready(&admin_path);
-        envoy
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default()
-    }
-
-    fn assert_running(&mut self) {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            panic!("envoy exited ({status}); log:\n{}", self.log());
-        }
-    }
-
-    fn wait_ready(&mut self, admin_path: &Path) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            self.assert_running();
-            assert!(
-                Instant::now() < deadline,
-                "envoy not ready in 30 s; log:\n{}",
-                self.log()
-            );
-            if let Ok(text) = std::fs::read_to_string(admin_path) {
-                if let Ok(addr) = text.trim().parse::<SocketAddr>() {
-                    self.admin = addr;
-                    if let Ok(r) = http(addr, "GET", "/ready", "") {
-                        if r.status == 200 && r.body.trim() == "LIVE" {
-                            break;
-                        }
-                    }
-                }
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let listeners = http(self.admin, "GET", "/listeners?format=json", "").expect("listeners");
+        let mut process = EnvoyProcess::spawn(config_yaml, &opts).expect("spawn envoy");
+        let admin = process
+            .wait_ready(opts.ready_timeout)
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let listeners = http::get(admin, "/listeners?format=json").expect("listeners");
         let json: serde_json::Value =
             serde_json::from_str(&listeners.body).expect("listeners json");
         let port = json["listener_statuses"][0]["local_address"]["socket_address"]["port_value"]
             .as_u64()
             .unwrap_or_else(|| panic!("no listener port in {}", listeners.body));
-        self.listener = SocketAddr::from(([127, 0, 0, 1], u16::try_from(port).expect("port")));
+        let listener = SocketAddr::from(([127, 0, 0, 1], u16::try_from(port).expect("port")));
+        Envoy {
+            process,
+            admin,
+            listener,
+        }
     }
 
-    pub fn request(&mut self, method: &str, path: &str, body: &str) -> Response {
-        self.assert_running();
-        http(self.listener, method, path, body)
+    pub fn log(&self) -> String {
+        self.process.log()
+    }
+
+    pub fn request(&mut self, method: &str, path: &str, body: &str) -> http::Response {
+        if let Err(e) = self.process.check_alive() {
+            panic!("{e:#}");
+        }
+        http::request(self.listener, method, path, body, Duration::from_secs(10))
             .unwrap_or_else(|e| panic!("{method} {path}: {e}; log:\n{}", self.log()))
     }
 
     /// The admin `/stats` lines that contain `filter`.
     pub fn stats(&self, filter: &str) -> Vec<String> {
-        let r = http(self.admin, "GET", "/stats", "").expect("stats");
+        let r = http::get(self.admin, "/stats").expect("stats");
         r.body
             .lines()
             .filter(|l| l.contains(filter))
@@ -328,102 +249,6 @@ impl Envoy {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-    }
-}
-
-impl Drop for Envoy {
-    fn drop(&mut self) {
-        let pgid = self.child.id() as libc::pid_t;
-        // SAFETY: signals our own child's process group (process_group(0)
-        // made the child its leader); no memory is touched.
-        unsafe {
-            libc::kill(-pgid, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        // SAFETY: as above; the group may already be gone (ESRCH is fine).
-        unsafe {
-            libc::kill(-pgid, libc::SIGKILL);
-        }
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            let log = self.log();
-            let tail: Vec<&str> = log.lines().rev().take(60).collect();
-            eprintln!(
-                "--- envoy log tail ({}):\n{}",
-                self.dir.display(),
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            );
-        } else {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-}
-
-#[derive(Debug)]
-pub struct Response {
-    pub status: u16,
-    pub head: String,
-    pub body: String,
-}
-
-/// One HTTP/1.1 request with `Connection: close`; reads to EOF.
-pub fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> std::io::Result<Response> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(10)))?;
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: a.lab\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes())?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| std::io::Error::other(format!("no response head in {text:?}")))?;
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("bad status line in {head:?}")))?;
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)?
-    } else {
-        body.to_string()
-    };
-    Ok(Response {
-        status,
-        head: head.to_string(),
-        body,
-    })
-}
-
-fn dechunk(mut rest: &str) -> std::io::Result<String> {
-    let bad = |what: &str| std::io::Error::other(format!("bad chunked body: {what}"));
-    let mut out = String::new();
-    loop {
-        let (size_line, after) = rest.split_once("\r\n").ok_or_else(|| bad("no size line"))?;
-        let size_hex = size_line.split(';').next().unwrap_or("").trim();
-        let size = usize::from_str_radix(size_hex, 16).map_err(|_| bad(size_line))?;
-        if size == 0 {
-            return Ok(out);
-        }
-        let chunk = after.get(..size).ok_or_else(|| bad("short chunk"))?;
-        out.push_str(chunk);
-        rest = after
-            .get(size..)
-            .and_then(|r| r.strip_prefix("\r\n"))
-            .ok_or_else(|| bad("no chunk end"))?;
     }
 }
 

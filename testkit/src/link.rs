@@ -1,10 +1,18 @@
-//! The one link minter of the tests, demo and benchmarks: the shipped
-//! contract (`shipped::{KID, AUDIENCE, ISSUER}`) signed with `core::jws`.
+//! The one link minter of the tests, demo and benchmarks, and the shipped
+//! contract's constants (what `envoy/*.yaml`'s plugin configuration expects
+//! of links and clients), signed with `core::jws`.
 
-use crate::shipped::{AUDIENCE, ISSUER, KID};
 use anyhow::{anyhow, Result};
 use mksgate_core::jws::{self, Alg, Key};
 use serde_json::{json, Value};
+
+/// The signing key's id and environment variable in the shipped configs.
+pub const KID: &str = "2026-11";
+pub const KEY_ENV: &str = "MKSGATE_KEY_2026_11";
+/// `audience`, `issuer` and `allowed_origins` of the shipped configs.
+pub const AUDIENCE: &str = "console.example.com";
+pub const ISSUER: &str = "portal.example.com";
+pub const ORIGIN: &str = "https://portal.example.com";
 
 /// Seconds since the epoch.
 pub fn now() -> i64 {
@@ -14,12 +22,23 @@ pub fn now() -> i64 {
         .unwrap_or(0)
 }
 
+/// `n` random bytes (the kernel's; a test needs them unpredictable, not
+/// more).
+pub fn random_bytes(n: usize) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = vec![0u8; n];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = f.read_exact(&mut out);
+    }
+    out
+}
+
 /// 16 random bytes as hex: a fresh `jti`.
 pub fn fresh_jti() -> String {
-    use ring::rand::SecureRandom;
-    let mut b = [0u8; 16];
-    let _ = ring::rand::SystemRandom::new().fill(&mut b);
-    b.iter().map(|b| format!("{b:02x}")).collect()
+    random_bytes(16)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The claims the shipped config admits for `host` and `ticket`: audience,

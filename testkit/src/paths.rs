@@ -1,0 +1,80 @@
+//! Where things are: the workspace, the modules `scripts/build-module.sh`
+//! ships, and the Envoy binary `scripts/setup.sh` installs.
+
+use anyhow::{bail, Result};
+use std::path::{Path, PathBuf};
+
+/// The workspace root (the parent of this crate's directory).
+pub fn workspace_root() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.parent().unwrap_or(here).to_path_buf()
+}
+
+/// Cargo's target directory (`CARGO_TARGET_DIR`, else `<workspace>/target`).
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => workspace_root().join("target"),
+    }
+}
+
+/// Where `scripts/build-module.sh` leaves the modules it builds
+/// (`<name>.wasm` processed, `<name>.raw.wasm` cargo's own output).
+pub fn module_dir() -> PathBuf {
+    target_dir().join("mksgate")
+}
+
+/// `module_dir()/<file>`, or an error saying how to build it.
+pub fn module(file: &str) -> Result<PathBuf> {
+    let path = module_dir().join(file);
+    if !path.is_file() {
+        bail!(
+            "no module at {}: run `make build` (scripts/build-module.sh all) first",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// The shipped module.
+pub fn shipped_module() -> Result<PathBuf> {
+    module("mksgate_filter.wasm")
+}
+
+/// A test-only module built next to it (`noop`, `trap`).
+pub fn test_module(name: &str) -> Result<PathBuf> {
+    module(&format!("mksgate_{name}_filter.wasm"))
+}
+
+/// The Envoy binary: `$ENVOY_BIN`, else
+/// `<workspace>/.tools/envoy/envoy/_bin/envoy`. An error (never a skip) if
+/// it is not there.
+pub fn envoy_bin() -> Result<PathBuf> {
+    resolve_envoy_bin(std::env::var_os("ENVOY_BIN"))
+}
+
+fn resolve_envoy_bin(env: Option<std::ffi::OsString>) -> Result<PathBuf> {
+    let path = match env {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => workspace_root().join(".tools/envoy/envoy/_bin/envoy"),
+    };
+    if !path.is_file() {
+        bail!(
+            "Envoy binary not found at {}: run scripts/setup.sh (or set ENVOY_BIN)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envoy_bin_prefers_the_env_and_never_skips() {
+        let err = resolve_envoy_bin(Some("/nonexistent/envoy".into())).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/envoy"), "{err}");
+        assert!(workspace_root().join("Cargo.toml").is_file());
+    }
+}
