@@ -43,13 +43,31 @@ pub struct ShippedGateway {
     /// Where clients connect (TLS, SNI `GATEWAY_NAME`).
     pub addr: SocketAddr,
     pub cert: CertKey,
-    secret: Vec<u8>,
-    standins: Vec<Standin>,
+    /// The signing secret Envoy has under `shipped::KEY_ENV`.
+    pub secret: Vec<u8>,
+    /// The ESXi stand-ins (two).
+    pub standins: Vec<Standin>,
     /// Per stand-in: the host and, for the dynamic layout, the port a link
     /// names.
     targets: Vec<(String, Option<u16>)>,
-    _dns: Option<DnsServer>,
-    _dir: Option<RotationDir>,
+    /// The dynamic layout's DNS server and the CA its ESXi certificates
+    /// chain to (the "VMCA" the config trusts).
+    pub dns: Option<DnsServer>,
+    pub esxi_ca: Option<TestCa>,
+    /// The rotation layout's `/etc/mksgate` and the listener file as
+    /// started (for a test that replaces it, as an operator would).
+    pub rotation: Option<(RotationDir, String)>,
+}
+
+/// How to start a layout; `Default` is one worker and a fresh secret.
+#[derive(Debug, Clone, Default)]
+pub struct StartOpts {
+    /// Worker threads (`--concurrency`); 0 means 1.
+    pub concurrency: u32,
+    /// The signing secret; a fresh random one when `None`.
+    pub secret: Option<Vec<u8>>,
+    /// More Envoy command-line arguments.
+    pub extra_args: Vec<String>,
 }
 
 fn random_secret() -> Vec<u8> {
@@ -62,10 +80,20 @@ fn random_secret() -> Vec<u8> {
 impl ShippedGateway {
     /// Starts `layout` with `concurrency` workers.
     pub async fn start(layout: Layout, concurrency: u32) -> Result<ShippedGateway> {
-        let cert = CertKey::self_signed(&[GATEWAY_NAME])?;
-        let secret = random_secret();
-        let mut opts = EnvoyOpts {
+        let opts = StartOpts {
             concurrency,
+            ..StartOpts::default()
+        };
+        ShippedGateway::start_with(layout, opts).await
+    }
+
+    /// Starts `layout` as `start` says.
+    pub async fn start_with(layout: Layout, start: StartOpts) -> Result<ShippedGateway> {
+        let cert = CertKey::self_signed(&[GATEWAY_NAME])?;
+        let secret = start.secret.clone().unwrap_or_else(random_secret);
+        let mut opts = EnvoyOpts {
+            concurrency: start.concurrency.max(1),
+            extra_args: start.extra_args.clone(),
             env: vec![(
                 shipped::KEY_ENV.to_string(),
                 mksgate_core::jws::encode_secret(&secret),
@@ -83,7 +111,7 @@ impl ShippedGateway {
                 cert.key_pem.clone().into_bytes(),
             ),
         ];
-        let (yaml, standins, targets, dns, dir) = match layout {
+        let (yaml, standins, targets, dns, esxi_ca, rotation) = match layout {
             Layout::Static | Layout::Rotation => {
                 let mut standins = Vec::new();
                 for (i, (host, _)) in shipped::STATIC_HOSTS.iter().enumerate() {
@@ -101,13 +129,13 @@ impl ShippedGateway {
                 if layout == Layout::Static {
                     opts.files = tls_files;
                     let yaml = shipped::static_clusters(&upstreams)?;
-                    (yaml, standins, targets, None, None)
+                    (yaml, standins, targets, None, None, None)
                 } else {
                     let dir = RotationDir::new(&cert)?;
                     let listeners = shipped::rotation_listeners(dir.path())?;
-                    std::fs::write(dir.path().join("listeners.yaml"), listeners)?;
+                    std::fs::write(dir.path().join("listeners.yaml"), &listeners)?;
                     let yaml = shipped::rotation_bootstrap(dir.path(), &upstreams)?;
-                    (yaml, standins, targets, None, Some(dir))
+                    (yaml, standins, targets, None, None, Some((dir, listeners)))
                 }
             }
             Layout::Dynamic => {
@@ -135,7 +163,7 @@ impl ShippedGateway {
                     ca.cert_pem().into_bytes(),
                 ));
                 let yaml = shipped::dynamic(dns.addr())?;
-                (yaml, standins, targets, Some(dns), None)
+                (yaml, standins, targets, Some(dns), Some(ca), None)
             }
         };
         let envoy = Envoy::start(&yaml, opts)
@@ -150,8 +178,9 @@ impl ShippedGateway {
             secret,
             standins,
             targets,
-            _dns: dns,
-            _dir: dir,
+            dns,
+            esxi_ca,
+            rotation,
         })
     }
 
@@ -168,10 +197,15 @@ impl ShippedGateway {
             .get(i % self.standins.len().max(1))
             .context("no stand-in")?;
         let (host, port) = &self.targets[i % self.targets.len()];
-        let ticket = standin.issue_ticket();
-        let mut claims = link::shipped_claims(host, &ticket);
+        self.path_for(host, *port, &standin.issue_ticket())
+    }
+
+    /// A console path for `host` (with a `port` claim if given) and
+    /// `ticket`, signed as the portal would.
+    pub fn path_for(&self, host: &str, port: Option<u16>, ticket: &str) -> Result<String> {
+        let mut claims = link::shipped_claims(host, ticket);
         if let Some(port) = port {
-            claims["port"] = (*port).into();
+            claims["port"] = port.into();
         }
         let token = link::sign_with(&self.secret, shipped::KID, &claims)?;
         Ok(link::console_path(&token))

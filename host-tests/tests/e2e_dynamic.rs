@@ -13,99 +13,57 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use mksgate_host_tests::bounded;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use mksgate_core::jws::encode_secret;
+use mksgate_host_tests::bounded;
 use mksgate_host_tests::client::{connect, verify_session, ClientOpts, Outcome};
 use mksgate_host_tests::dns::DnsServer;
-use mksgate_host_tests::envoy::{Envoy, EnvoyOpts};
+use mksgate_host_tests::gateway::{Layout, ShippedGateway};
 use mksgate_host_tests::io::HttpResponse;
-use mksgate_host_tests::link;
 use mksgate_host_tests::loopback;
-use mksgate_host_tests::shipped::{
-    self, DYNAMIC_CLUSTER, ESXI_CA_FILE, GATEWAY_CERT_FILE, GATEWAY_KEY_FILE, KEY_ENV, KID,
-    LISTENER, ORIGIN,
-};
+use mksgate_host_tests::shipped::{DYNAMIC_CLUSTER, ORIGIN};
 use mksgate_host_tests::standin::{Standin, StandinConfig};
-use mksgate_host_tests::tls::{CertKey, TestCa};
+use mksgate_host_tests::tls::TestCa;
 
 const T: Duration = Duration::from_secs(10);
 const GATEWAY: &str = "console.example.com";
 const ESX_A: &str = "esx-a.esxi.example.com";
 const ESX_B: &str = "esx-b.esxi.example.com";
 
-fn random<const N: usize>() -> [u8; N] {
-    use ring::rand::SecureRandom;
-    let mut b = [0u8; N];
-    ring::rand::SystemRandom::new().fill(&mut b).unwrap();
-    b
-}
-
+/// The shipped dynamic layout, with its two stand-ins at hand.
 struct Gateway {
-    envoy: Envoy,
-    addr: SocketAddr,
-    cert: CertKey,
-    secret: [u8; 32],
-    dns: DnsServer,
-    ca: TestCa,
+    shipped: ShippedGateway,
     a: Standin,
     b: Standin,
 }
 
-async fn start() -> Gateway {
-    let ca = TestCa::new("mksgate test VMCA").unwrap();
-    let a =
-        Standin::start(StandinConfig::new(ESX_A, loopback(4)).cert(ca.issue(&[ESX_A]).unwrap()))
-            .await
-            .unwrap();
-    let b =
-        Standin::start(StandinConfig::new(ESX_B, loopback(5)).cert(ca.issue(&[ESX_B]).unwrap()))
-            .await
-            .unwrap();
-    let dns = DnsServer::start([
-        (ESX_A, Ipv4Addr::new(127, 0, 0, 4)),
-        (ESX_B, Ipv4Addr::new(127, 0, 0, 5)),
-    ])
-    .await
-    .unwrap();
-    let cert = CertKey::self_signed(&[GATEWAY]).unwrap();
-    let secret = random::<32>();
-    let envoy = Envoy::start(
-        &shipped::dynamic(dns.addr()).unwrap(),
-        EnvoyOpts {
-            env: vec![(KEY_ENV.to_string(), encode_secret(&secret))],
-            files: vec![
-                (GATEWAY_CERT_FILE.into(), cert.chain_pem().into_bytes()),
-                (GATEWAY_KEY_FILE.into(), cert.key_pem.clone().into_bytes()),
-                (ESXI_CA_FILE.into(), ca.cert_pem().into_bytes()),
-            ],
-            ready_timeout: Duration::from_secs(40),
-            ..EnvoyOpts::default()
-        },
-    )
-    .await
-    .unwrap();
-    let addr = SocketAddr::new(loopback(1), envoy.port_for(LISTENER).await.unwrap());
-    Gateway {
-        envoy,
-        addr,
-        cert,
-        secret,
-        dns,
-        ca,
-        a,
-        b,
+impl std::ops::Deref for Gateway {
+    type Target = ShippedGateway;
+    fn deref(&self) -> &ShippedGateway {
+        &self.shipped
     }
 }
 
+async fn start() -> Gateway {
+    let shipped = ShippedGateway::start(Layout::Dynamic, 1).await.unwrap();
+    let (a, b) = (shipped.standins[0].clone(), shipped.standins[1].clone());
+    assert_eq!((a.name(), b.name()), (ESX_A, ESX_B));
+    Gateway { shipped, a, b }
+}
+
 impl Gateway {
+    fn dns(&self) -> &DnsServer {
+        self.shipped.dns.as_ref().unwrap()
+    }
+
+    fn ca(&self) -> &TestCa {
+        self.shipped.esxi_ca.as_ref().unwrap()
+    }
+
     fn link(&self, host: &str, port: u16, ticket: &str) -> String {
-        let mut claims = link::shipped_claims(host, ticket);
-        claims["port"] = port.into();
-        let token = link::sign_with(&self.secret, KID, &claims).unwrap();
-        format!("wss://{GATEWAY}{}", link::console_path(&token))
+        let path = self.path_for(host, Some(port), ticket).unwrap();
+        format!("wss://{GATEWAY}{path}")
     }
 
     async fn open(&self, host: &str, port: u16, ticket: &str) -> Outcome {
@@ -128,7 +86,7 @@ impl Gateway {
     }
 
     fn queried(&self, name: &str) -> bool {
-        self.dns.queries().iter().any(|q| q.name == name)
+        self.dns().queries().iter().any(|q| q.name == name)
     }
 }
 
@@ -161,7 +119,7 @@ async fn dynamic_links_reach_the_named_host_with_its_sni_and_host() {
             assert_eq!(req.host.as_deref(), Some(host.as_str()));
             assert_eq!(req.header("origin"), Some(ORIGIN));
             assert_eq!(other.requests().len(), before, "the other host saw it");
-            assert!(gw.queried(s.name()), "{:?}", gw.dns.queries());
+            assert!(gw.queried(s.name()), "{:?}", gw.dns().queries());
         }
         let stats = gw.envoy.stats().await.unwrap();
         assert_eq!(stats["wasmcustom.mksgate.decision.admitted"], 2);
@@ -199,7 +157,7 @@ async fn hosts_outside_the_suffix_are_refused_without_a_dns_query() {
         }
         // Give a (wrong) asynchronous lookup time to show up.
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let queries = gw.dns.queries();
+        let queries = gw.dns().queries();
         assert!(
             queries.is_empty(),
             "refused hosts must never reach DNS: {queries:?}"
@@ -226,17 +184,17 @@ async fn unknown_names_and_wrong_certificates_get_503() {
         let r = gw.refused(unknown, 443).await;
         assert_eq!(r.status, 503, "{}", r.body_text());
         assert_eq!(r.header("x-mksgate-decision"), None, "Envoy's answer");
-        assert!(gw.queried(unknown), "{:?}", gw.dns.queries());
+        assert!(gw.queried(unknown), "{:?}", gw.dns().queries());
 
         // A host under the suffix whose (CA-valid) certificate is for another
         // name: auto_san_validation refuses it, the request never arrives.
         let wrong_name = "esx-c.esxi.example.com";
         let c = Standin::start(
-            StandinConfig::new(wrong_name, loopback(6)).cert(gw.ca.issue(&[ESX_A]).unwrap()),
+            StandinConfig::new(wrong_name, loopback(6)).cert(gw.ca().issue(&[ESX_A]).unwrap()),
         )
         .await
         .unwrap();
-        gw.dns.insert(wrong_name, Ipv4Addr::new(127, 0, 0, 6));
+        gw.dns().insert(wrong_name, Ipv4Addr::new(127, 0, 0, 6));
         let r = gw.open(wrong_name, c.port(), &c.issue_ticket()).await;
         let r = r.refusal().unwrap();
         assert_eq!(r.status, 503, "{}", r.body_text());
@@ -256,7 +214,7 @@ async fn unknown_names_and_wrong_certificates_get_503() {
         let d = Standin::start(StandinConfig::new(rogue, loopback(7)))
             .await
             .unwrap();
-        gw.dns.insert(rogue, Ipv4Addr::new(127, 0, 0, 7));
+        gw.dns().insert(rogue, Ipv4Addr::new(127, 0, 0, 7));
         let r = gw
             .open(rogue, d.port(), &d.issue_ticket())
             .await

@@ -30,11 +30,11 @@ use mksgate_host_tests::client::{
     connect, verify_session, verify_session_with, ClientOpts, Outcome, Session, SessionEnd,
 };
 use mksgate_host_tests::envoy::{replace_exact, Envoy, EnvoyOpts};
+use mksgate_host_tests::gateway::{Layout, ShippedGateway, StartOpts};
 use mksgate_host_tests::link;
 use mksgate_host_tests::loopback;
 use mksgate_host_tests::shipped::{
-    self, rotation_bootstrap, rotation_listeners, RotationDir, Upstream, KEY_ENV, KID, LISTENER,
-    ORIGIN, STATIC_HOSTS,
+    self, RotationDir, Upstream, KEY_ENV, KID, LISTENER, ORIGIN, STATIC_HOSTS,
 };
 use mksgate_host_tests::standin::{Standin, StandinConfig};
 use mksgate_host_tests::tls::CertKey;
@@ -114,59 +114,41 @@ fn drop_old_key(listeners_with_both: &str, version: &str) -> String {
     .unwrap()
 }
 
+/// The shipped rotation layout, with the stand-in links go to, its
+/// `/etc/mksgate` and the listener file as started.
 struct Gateway {
-    envoy: Envoy,
-    addr: SocketAddr,
-    cert: CertKey,
+    shipped: ShippedGateway,
     esxi: Standin,
-    _other: Standin,
-    etc: RotationDir,
-    listeners: String,
+}
+
+impl std::ops::Deref for Gateway {
+    type Target = ShippedGateway;
+    fn deref(&self) -> &ShippedGateway {
+        &self.shipped
+    }
 }
 
 async fn start_gateway(key_a: &[u8], extra_args: &[&str]) -> Gateway {
-    let cert = CertKey::self_signed(&[GATEWAY]).unwrap();
-    let s1 = Standin::start(StandinConfig::new(STATIC_HOSTS[0].0, loopback(2)))
+    let opts = StartOpts {
+        secret: Some(key_a.to_vec()),
+        extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+        ..StartOpts::default()
+    };
+    let shipped = ShippedGateway::start_with(Layout::Rotation, opts)
         .await
         .unwrap();
-    let s2 = Standin::start(StandinConfig::new(STATIC_HOSTS[1].0, loopback(3)))
-        .await
-        .unwrap();
-    let etc = RotationDir::new(&cert).unwrap();
-    let listeners = rotation_listeners(etc.path()).unwrap();
-    std::fs::write(etc.path().join("listeners.yaml"), &listeners).unwrap();
-    let esxi = [
-        Upstream {
-            addr: s1.local_addr(),
-            pin: s1.cert_sha256_hex(),
-        },
-        Upstream {
-            addr: s2.local_addr(),
-            pin: s2.cert_sha256_hex(),
-        },
-    ];
-    let bootstrap = rotation_bootstrap(etc.path(), &esxi).unwrap();
-    let envoy = Envoy::start(
-        &bootstrap,
-        EnvoyOpts {
-            env: vec![(KEY_ENV.to_string(), encode_secret(key_a))],
-            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
-            ready_timeout: Duration::from_secs(40),
-            ..EnvoyOpts::default()
-        },
-    )
-    .await
-    .unwrap();
-    let addr = envoy.listener_addr(LISTENER).await.unwrap();
-    let addr = SocketAddr::new(loopback(1), addr.port());
-    Gateway {
-        envoy,
-        addr,
-        cert,
-        esxi: s1,
-        _other: s2,
-        etc,
-        listeners,
+    let esxi = shipped.standins[0].clone();
+    assert_eq!(esxi.name(), STATIC_HOSTS[0].0);
+    Gateway { shipped, esxi }
+}
+
+impl Gateway {
+    fn etc(&self) -> &RotationDir {
+        &self.shipped.rotation.as_ref().unwrap().0
+    }
+
+    fn listeners(&self) -> &str {
+        &self.shipped.rotation.as_ref().unwrap().1
     }
 }
 
@@ -365,8 +347,8 @@ async fn rotation_add_then_drop_a_key_without_restart() {
             .await
             .unwrap();
         // 1. Add key B (its secret in the listener file), replace atomically.
-        let with_both = add_new_key(&gw.listeners, &key_b, "2026-12-a");
-        gw.etc.replace_listeners(&with_both).unwrap();
+        let with_both = add_new_key(gw.listeners(), &key_b, "2026-12-a");
+        gw.etc().replace_listeners(&with_both).unwrap();
         let took = gw
             .wait_admitted(&key_b, NEW_KID, Duration::from_secs(15))
             .await;
@@ -399,7 +381,7 @@ async fn rotation_add_then_drop_a_key_without_restart() {
 
         // 3. Drop key A, replace atomically again.
         let only_b = drop_old_key(&with_both, "2026-12-b");
-        gw.etc.replace_listeners(&only_b).unwrap();
+        gw.etc().replace_listeners(&only_b).unwrap();
         let took = gw.wait_refused(&key_a, KID, Duration::from_secs(15)).await;
         eprintln!("rotation: key A refused {took:?} after the file was replaced");
         wait_lds_success(&gw.envoy, initial + 2).await;
@@ -473,8 +455,8 @@ async fn rotation_with_a_bad_key_keeps_the_running_config() {
         verify_session(&mut open, 4).await.unwrap();
 
         let short = random_bytes::<24>();
-        gw.etc
-            .replace_listeners(&add_new_key(&gw.listeners, &short, "2026-12-bad"))
+        gw.etc()
+            .replace_listeners(&add_new_key(gw.listeners(), &short, "2026-12-bad"))
             .unwrap();
         gw.envoy
             .wait_stat(
@@ -528,8 +510,8 @@ async fn rotation_sessions_survive_the_update_for_the_drain_time() {
         let mut old = gw.try_link(&key_a, KID).await.unwrap().session().unwrap();
         verify_session(&mut old, 4).await.unwrap();
 
-        gw.etc
-            .replace_listeners(&add_new_key(&gw.listeners, &key_b, "2026-12-a"))
+        gw.etc()
+            .replace_listeners(&add_new_key(gw.listeners(), &key_b, "2026-12-a"))
             .unwrap();
         let updated = Instant::now();
         wait_lds_success(&gw.envoy, 2).await;

@@ -397,7 +397,10 @@ mod tests {
         let md = out.join("BENCHMARKS.md");
         write(&root, &root.join("bench/results/latest.json"), &md, &svg).unwrap();
         let read = |p: &Path| std::fs::read_to_string(p).unwrap();
-        assert!(read(&md) == read(&root.join("BENCHMARKS.md")), "BENCHMARKS.md differs");
+        assert!(
+            read(&md) == read(&root.join("BENCHMARKS.md")),
+            "BENCHMARKS.md differs"
+        );
         assert!(
             read(&svg) == read(&root.join("bench/results/benchmarks.svg")),
             "the plot differs"
