@@ -244,42 +244,11 @@ pub fn rotation_bootstrap(etc: &Path, esxi: &[Upstream; 2]) -> Result<String> {
 /// of a route that answers 418 (reaching it means the filter was skipped).
 pub fn trap_module_config(policy: &str) -> Result<String> {
     let module = test_module_path("trap")?;
-    Ok(format!(
-        r#"admin:
-  address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
-static_resources:
-  listeners:
-  - name: http
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: t
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: {{ prefix: / }}
-                direct_response: {{ status: 418 }}
-          http_filters:
-          - name: envoy.filters.http.wasm
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
-              config:
-                name: trap
-                root_id: trap
-                failure_policy: {policy}
-                vm_config:
-                  vm_id: trap
-                  runtime: envoy.wasm.runtime.v8
-                  code: {{ local: {{ filename: "{module}" }} }}
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-"#,
-        module = module.display()
-    ))
+    Ok(mksgate_testkit::template::MinimalWasm {
+        failure_policy: policy,
+        direct_status: 418,
+        direct_body: "",
+        ..mksgate_testkit::template::MinimalWasm::new(&module, "trap")
+    }
+    .render())
 }

@@ -89,6 +89,114 @@ pub fn render_file<K: AsRef<str>, V: AsRef<str>>(rel: &str, vars: &[(K, V)]) -> 
     render(&text, vars).with_context(|| format!("rendering envoy/{rel}"))
 }
 
+/// The smallest Envoy bootstrap that runs a module as an HTTP filter: admin
+/// and one plaintext listener on ephemeral ports, the wasm filter, and a
+/// route that answers `direct_status` with `direct_body` itself (plus, with
+/// `ws_upstream`, a `/ws` route to an upstream on 127.0.0.1). For tests of
+/// a module's behaviour in Envoy (exports, failure policies), not of the
+/// shipped configs.
+#[derive(Debug, Clone)]
+pub struct MinimalWasm<'a> {
+    pub module: &'a std::path::Path,
+    /// `name`, `root_id` and `vm_id`.
+    pub vm: &'a str,
+    pub failure_policy: &'a str,
+    /// The plugin configuration (a StringValue), if any.
+    pub plugin_config: Option<&'a str>,
+    pub direct_status: u16,
+    pub direct_body: &'a str,
+    pub ws_upstream: Option<u16>,
+}
+
+impl<'a> MinimalWasm<'a> {
+    /// `FAIL_CLOSED`, no plugin configuration, `200 routed`, no upstream.
+    pub fn new(module: &'a std::path::Path, vm: &'a str) -> MinimalWasm<'a> {
+        MinimalWasm {
+            module,
+            vm,
+            failure_policy: "FAIL_CLOSED",
+            plugin_config: None,
+            direct_status: 200,
+            direct_body: "routed\n",
+            ws_upstream: None,
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let (ws_route, clusters) = match self.ws_upstream {
+            Some(port) => (
+                "              - match: { prefix: /ws }\n                route: { cluster: up, timeout: 10s }\n"
+                    .to_string(),
+                format!(
+                    r#"  clusters:
+  - name: up
+    type: STATIC
+    connect_timeout: 2s
+    load_assignment:
+      cluster_name: up
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}
+"#
+                ),
+            ),
+            None => (String::new(), String::new()),
+        };
+        let configuration = match self.plugin_config {
+            Some(plugin) => format!(
+                "                configuration:\n                  \"@type\": type.googleapis.com/google.protobuf.StringValue\n                  value: '{}'\n",
+                plugin.replace('\'', "''")
+            ),
+            None => String::new(),
+        };
+        let body = serde_json::to_string(self.direct_body).unwrap_or_default();
+        format!(
+            r#"admin:
+  address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
+static_resources:
+  listeners:
+  - name: http
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: t
+          codec_type: HTTP1
+          upgrade_configs: [{{ upgrade_type: websocket }}]
+          route_config:
+            name: r
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+{ws_route}              - match: {{ prefix: / }}
+                direct_response: {{ status: {status}, body: {{ inline_string: {body} }} }}
+          http_filters:
+          - name: envoy.filters.http.wasm
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                name: {vm}
+                root_id: {vm}
+                failure_policy: {policy}
+                vm_config:
+                  vm_id: {vm}
+                  runtime: envoy.wasm.runtime.v8
+                  code: {{ local: {{ filename: "{module}" }} }}
+{configuration}          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+{clusters}"#,
+            module = self.module.display(),
+            vm = self.vm,
+            policy = self.failure_policy,
+            status = self.direct_status,
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

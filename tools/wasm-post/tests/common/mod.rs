@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use mksgate_testkit::envoy::{EnvoyOpts, EnvoyProcess};
 use mksgate_testkit::http;
+use mksgate_testkit::template::MinimalWasm;
 
 /// The exports every shipped module has, exactly.
 pub const SHIPPED_EXPORTS: &[&str] = &[
@@ -106,70 +107,12 @@ pub fn config_with_upstream(
     plugin_config: &str,
     upstream: Option<u16>,
 ) -> String {
-    let plugin = plugin_config.replace('\'', "''");
-    let (ws_route, clusters) = match upstream {
-        Some(port) => (
-            "              - match: { prefix: /ws }\n                route: { cluster: up, timeout: 10s }\n"
-                .to_string(),
-            format!(
-                r#"  clusters:
-  - name: up
-    type: STATIC
-    connect_timeout: 2s
-    load_assignment:
-      cluster_name: up
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}
-"#
-            ),
-        ),
-        None => (String::new(), String::new()),
-    };
-    format!(
-        r#"admin:
-  address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
-static_resources:
-  listeners:
-  - name: http
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: t
-          codec_type: HTTP1
-          upgrade_configs: [{{ upgrade_type: websocket }}]
-          route_config:
-            name: r
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-{ws_route}              - match: {{ prefix: / }}
-                direct_response: {{ status: 200, body: {{ inline_string: "routed\n" }} }}
-          http_filters:
-          - name: envoy.filters.http.wasm
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
-              config:
-                name: {vm}
-                root_id: {vm}
-                failure_policy: FAIL_CLOSED
-                vm_config:
-                  vm_id: {vm}
-                  runtime: envoy.wasm.runtime.v8
-                  code: {{ local: {{ filename: "{module}" }} }}
-                configuration:
-                  "@type": type.googleapis.com/google.protobuf.StringValue
-                  value: '{plugin}'
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-{clusters}"#,
-        module = module.display(),
-    )
+    MinimalWasm {
+        plugin_config: Some(plugin_config),
+        ws_upstream: upstream,
+        ..MinimalWasm::new(module, vm)
+    }
+    .render()
 }
 
 /// A running Envoy (the testkit's: own directory, own process group,
