@@ -59,9 +59,7 @@ fi
 echo "== building the stand-in and the load generator"
 cargo build --quiet --release -p mksgate-host-tests --bin esxi-standin
 cargo build --quiet --release -p mksgate-loadgen
-# Last: a cargo build of a module package would put cargo's raw output back
-# over the shipped module (scripts/build-module.sh explains).
-echo "== building the modules (shipped and raw)"
+echo "== building the modules (shipped and raw, in target/mksgate/)"
 scripts/build-module.sh all
 
 # 1,000 idle sessions need about 3,000 descriptors across the processes.

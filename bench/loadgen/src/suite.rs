@@ -917,47 +917,8 @@ pub async fn run(root: &Path, out: &Path) -> Result<Results> {
             settings.idle_sessions
         ));
     }
-    let wanted: Vec<String> = std::env::var("BENCH_SYSTEMS")
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-        .map(|v| {
-            v.split([',', ' '])
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut systems: Vec<System> = all_systems()
-        .into_iter()
-        .filter(|s| wanted.is_empty() || wanted.iter().any(|w| w == s.id))
-        .collect();
-    // Diagnostics of the benchmark itself: the order systems are started
-    // and driven in.
-    if std::env::var("BENCH_REVERSE").is_ok_and(|v| v == "1") {
-        systems.reverse();
-    }
-    res.systems = systems
-        .iter()
-        .map(|s| {
-            let (config, module) = match &s.kind {
-                Kind::Direct => (None, None),
-                Kind::Haproxy => (Some("bench/configs/haproxy.cfg".to_string()), None),
-                Kind::Envoy {
-                    template, module, ..
-                } => (
-                    Some(format!("bench/configs/{template}")),
-                    module.map(str::to_string),
-                ),
-            };
-            SystemInfo {
-                id: s.id.into(),
-                label: s.label.into(),
-                description: s.description.into(),
-                config,
-                module,
-            }
-        })
-        .collect();
+    let systems = selected_systems();
+    res.systems = systems.iter().map(system_info).collect();
 
     let standin = Standin::start(&paths)?;
     let me = std::process::id() as i32;
@@ -983,6 +944,88 @@ pub async fn run(root: &Path, out: &Path) -> Result<Results> {
 
     let mut pinned_seen = std::collections::BTreeSet::new();
     let want = |name: &str| settings.scenarios.iter().any(|s| s == name);
+    let scenarios = planned_scenarios(&settings);
+    for sc in scenarios {
+        sliced(
+            &ctx,
+            &systems,
+            sc,
+            standin.pid(),
+            &counter,
+            &mut res,
+            &mut pinned_seen,
+        )
+        .await;
+    }
+
+    if want("idle") {
+        measure_idle(&ctx, &systems, standin.pid(), &counter, &mut res).await;
+    }
+    if want("vm-memory") {
+        measure_vm_memory(&ctx, &systems, &counter, &mut res).await;
+    }
+    if want("load-time") {
+        measure_load_time(&ctx, &systems, &mut res);
+    }
+
+    drop(standin);
+    res.meta.loadavg_end = read_trim("/proc/loadavg");
+    res.meta.wall_seconds = t0.elapsed().as_secs_f64();
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(out, serde_json::to_string_pretty(&res)? + "\n")
+        .with_context(|| format!("writing {}", out.display()))?;
+    Ok(res)
+}
+
+/// The systems to run: all, or those `BENCH_SYSTEMS` names; in reverse
+/// order with `BENCH_REVERSE=1` (a diagnostic of the benchmark itself).
+fn selected_systems() -> Vec<System> {
+    let wanted: Vec<String> = std::env::var("BENCH_SYSTEMS")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .map(|v| {
+            v.split([',', ' '])
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut systems: Vec<System> = all_systems()
+        .into_iter()
+        .filter(|s| wanted.is_empty() || wanted.iter().any(|w| w == s.id))
+        .collect();
+    if std::env::var("BENCH_REVERSE").is_ok_and(|v| v == "1") {
+        systems.reverse();
+    }
+    systems
+}
+
+/// What the results say about a system: its id, label, config and module.
+fn system_info(s: &System) -> SystemInfo {
+    let (config, module) = match &s.kind {
+        Kind::Direct => (None, None),
+        Kind::Haproxy => (Some("bench/configs/haproxy.cfg".to_string()), None),
+        Kind::Envoy {
+            template, module, ..
+        } => (
+            Some(format!("bench/configs/{template}")),
+            module.map(str::to_string),
+        ),
+    };
+    SystemInfo {
+        id: s.id.into(),
+        label: s.label.into(),
+        description: s.description.into(),
+        config,
+        module,
+    }
+}
+
+/// The sliced scenarios `settings.scenarios` asks for, in running order.
+fn planned_scenarios(settings: &RunConfig) -> Vec<Scenario> {
+    let want = |name: &str| settings.scenarios.iter().any(|s| s == name);
     let mut scenarios: Vec<Scenario> = Vec::new();
     if want("handshake") {
         scenarios.extend(
@@ -1005,22 +1048,19 @@ pub async fn run(root: &Path, out: &Path) -> Result<Results> {
             scenarios.push(sc);
         }
     }
-    for sc in scenarios {
-        sliced(
-            &ctx,
-            &systems,
-            sc,
-            standin.pid(),
-            &counter,
-            &mut res,
-            &mut pinned_seen,
-        )
-        .await;
-    }
+    scenarios
+}
 
-    // Proxy memory with idle sessions: each system fresh, one at a time.
-    for sys in systems.iter().filter(|s| !s.handshake_only && want("idle")) {
-        let run = match start(&ctx, sys, 1) {
+/// Proxy memory with idle sessions: each system fresh, one at a time.
+async fn measure_idle(
+    ctx: &Ctx,
+    systems: &[System],
+    standin_pid: i32,
+    counter: &Arc<Counter>,
+    res: &mut Results,
+) {
+    for sys in systems.iter().filter(|s| !s.handshake_only) {
+        let run = match start(ctx, sys, 1) {
             Ok(r) => r,
             Err(e) => {
                 res.problems
@@ -1030,12 +1070,12 @@ pub async fn run(root: &Path, out: &Path) -> Result<Results> {
         };
         let probe = Probe {
             proxy: run.pid(),
-            standin: Some(standin.pid()),
+            standin: Some(standin_pid),
         };
         let mut sample = scenario::idle(
             run.target.clone(),
             counter.clone(),
-            settings.idle_sessions,
+            ctx.settings.idle_sessions,
             Duration::from_secs(1),
             probe,
         )
@@ -1045,20 +1085,27 @@ pub async fn run(root: &Path, out: &Path) -> Result<Results> {
         res.samples.push(sample);
         drop(run);
     }
+}
 
-    // Memory each worker's VM adds: RSS at several --concurrency values,
-    // after handshakes through every worker (so each VM has served
-    // requests), then idle for a second.
+/// Memory each worker's VM adds: RSS at several --concurrency values,
+/// after handshakes through every worker (so each VM has served requests),
+/// then idle for a second.
+async fn measure_vm_memory(
+    ctx: &Ctx,
+    systems: &[System],
+    counter: &Arc<Counter>,
+    res: &mut Results,
+) {
     for sys in systems
         .iter()
-        .filter(|s| matches!(s.id, "envoy" | "noop" | "mksgate") && want("vm-memory"))
+        .filter(|s| matches!(s.id, "envoy" | "noop" | "mksgate"))
     {
-        let mut order: Vec<u32> = settings.vm_memory_concurrency.clone();
+        let mut order: Vec<u32> = ctx.settings.vm_memory_concurrency.clone();
         let mut rev = order.clone();
         rev.reverse();
         order.extend(rev);
         for c in order {
-            match start(&ctx, sys, c) {
+            match start(ctx, sys, c) {
                 Ok(run) => {
                     let pool = Pool::handshakes(run.target.clone(), counter.clone(), 16, None);
                     let probe = Probe {
@@ -1095,8 +1142,10 @@ pub async fn run(root: &Path, out: &Path) -> Result<Results> {
             }
         }
     }
+}
 
-    // Start-up to LIVE, with and without a module (V8 compiles it on start).
+/// Start-up to LIVE, with and without a module (V8 compiles it on start).
+fn measure_load_time(ctx: &Ctx, systems: &[System], res: &mut Results) {
     let lt_systems: Vec<&System> = systems
         .iter()
         .filter(|s| matches!(s.kind, Kind::Envoy { .. }) && !s.handshake_only)
@@ -1108,15 +1157,11 @@ pub async fn run(root: &Path, out: &Path) -> Result<Results> {
             ready_ms: Vec::new(),
         })
         .collect();
-    let reps = if want("load-time") {
-        settings.load_time_reps
-    } else {
-        0
-    };
+    let reps = ctx.settings.load_time_reps;
     for _ in 0..reps {
         for (i, sys) in lt_systems.iter().enumerate() {
             let t = Instant::now();
-            match start(&ctx, sys, 1) {
+            match start(ctx, sys, 1) {
                 Ok(run) => {
                     load[i].ready_ms.push(t.elapsed().as_secs_f64() * 1e3);
                     drop(run);
@@ -1135,16 +1180,6 @@ pub async fn run(root: &Path, out: &Path) -> Result<Results> {
     if reps > 0 {
         res.load_time = load;
     }
-
-    drop(standin);
-    res.meta.loadavg_end = read_trim("/proc/loadavg");
-    res.meta.wall_seconds = t0.elapsed().as_secs_f64();
-    if let Some(dir) = out.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(out, serde_json::to_string_pretty(&res)? + "\n")
-        .with_context(|| format!("writing {}", out.display()))?;
-    Ok(res)
 }
 
 /// For the single-scenario subcommands.
