@@ -511,3 +511,33 @@ fn every_shipped_layout_reloads_a_trapped_vm() {
         assert_eq!(policies, ["FAIL_RELOAD"], "{file}");
     }
 }
+
+/// Every shipped layout treats no client as internal, with a list that
+/// cannot be empty (an empty one means Envoy's default list, which makes
+/// loopback and private clients internal: measured in
+/// `e2e_client_control.rs`), and sets ESXi's X-Forwarded-For itself.
+#[test]
+fn every_shipped_layout_trusts_no_client_and_sets_the_forwarded_address() {
+    for file in [
+        "static-clusters.yaml",
+        "dynamic.yaml",
+        "rotation/listeners.yaml",
+    ] {
+        let text = mksgate_host_tests::envoy::read_envoy_file(file).unwrap();
+        let lines: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("internal_address_config:"))
+            .collect();
+        assert_eq!(
+            lines,
+            ["internal_address_config: { cidr_ranges: [{ address_prefix: 255.255.255.255, prefix_len: 32 }] }"],
+            "{file}"
+        );
+        assert!(
+            text.contains("request_headers_to_remove: [x-mksgate-cluster, x-forwarded-for, x-real-ip, forwarded]")
+                && text.contains(r#"- header: { key: x-forwarded-for, value: "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%" }"#),
+            "{file}"
+        );
+    }
+}
