@@ -8,12 +8,21 @@
 #   skopeo copy oci:OUT_DIR:TAG docker://registry.example.com/mksgate/mksgate-filter:TAG
 #   (or: oras cp --from-oci-layout OUT_DIR:TAG registry.example.com/mksgate/mksgate-filter:TAG)
 #
-# Prints the module's sha256: put it in WasmPlugin.spec.sha256.
+# Prints the image's manifest digest: that is what Istio checks against
+# WasmPlugin.spec.sha256 for an oci:// URL (istio/istio pkg/wasm), and what
+# Envoy Gateway's ImageWasmCodeSource.SHA256 means; pin the URL with
+# @sha256:<digest> as well. The module's own sha256 is printed for reference
+# only. Annotations: the "compat" Wasm image variant, and provenance
+# (version = TAG, revision = the git commit, licenses; source from
+# $OCI_IMAGE_SOURCE when set). Same module and commit, same digests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODULE=${1:-target/mksgate/mksgate_filter.wasm}
 OUT=${2:-target/oci/mksgate-filter}
 TAG=${3:-$(awk -F'"' '/^version = / {print $2; exit}' Cargo.toml)}
+LICENSE=$(awk -F'"' '/^license = / {print $2; exit}' Cargo.toml)
+REVISION=$(git rev-parse HEAD 2>/dev/null || echo unknown)
+SOURCE=${OCI_IMAGE_SOURCE:-}
 [ -f "$MODULE" ] || { echo "no module at $MODULE (run: make build)" >&2; exit 1; }
 
 WORK=$(mktemp -d)
@@ -27,9 +36,9 @@ tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 --mode=0444 \
   -C "$WORK" -cf "$WORK/layer.tar" plugin.wasm
 gzip -n -9 -c "$WORK/layer.tar" > "$WORK/layer.tar.gz"
 
-python3 - "$WORK" "$OUT" "$TAG" <<'PY'
+python3 - "$WORK" "$OUT" "$TAG" "$LICENSE" "$REVISION" "$SOURCE" <<'PY'
 import hashlib, json, os, shutil, sys
-work, out, tag = sys.argv[1:4]
+work, out, tag, license_, revision, source = sys.argv[1:7]
 
 def blob(data: bytes) -> str:
     digest = hashlib.sha256(data).hexdigest()
@@ -61,7 +70,12 @@ manifest = canonical({
         "size": len(layer),
         "annotations": {"org.opencontainers.image.title": "plugin.wasm"},
     }],
-    "annotations": {"module.wasm.image/variant": "compat-smart"},
+    "annotations": dict({
+        "module.wasm.image/variant": "compat",
+        "org.opencontainers.image.version": tag,
+        "org.opencontainers.image.revision": revision,
+        "org.opencontainers.image.licenses": license_,
+    }, **({"org.opencontainers.image.source": source} if source else {})),
 })
 manifest_digest = blob(manifest)
 index = {
@@ -80,5 +94,6 @@ with open(os.path.join(out, "oci-layout"), "w") as f:
     json.dump({"imageLayoutVersion": "1.0.0"}, f)
 print(f"oci layout: {out} (tag {tag})")
 print(f"manifest:   {manifest_digest}")
-print(f"module sha256 (WasmPlugin.spec.sha256): {hashlib.sha256(module).hexdigest()}")
+print(f"WasmPlugin.spec.sha256 (the manifest digest): {manifest_digest.removeprefix('sha256:')}")
+print(f"module sha256 (plugin.wasm itself, for reference): {hashlib.sha256(module).hexdigest()}")
 PY

@@ -65,6 +65,14 @@ if command -v npm >/dev/null 2>&1 && {
   cp "$PORTAL_LOCK" "$PORTAL/node_modules/.mksgate-installed-lock.json"
 fi
 
+# docker-registry (the CNCF distribution registry): oci_image.rs pushes the
+# image to one on loopback and reads the manifest digest back from its API.
+if ! command -v docker-registry >/dev/null 2>&1; then
+  echo "setup: installing docker-registry (Debian)"
+  apt_install docker-registry ||
+    echo "setup: WARNING: no docker-registry; host-tests/tests/oci_image.rs will fail" >&2
+fi
+
 # skopeo: host-tests/tests/oci_image.rs checks scripts/oci-image.sh's output
 # with it (`skopeo inspect` / `skopeo copy` of the OCI layout).
 if ! command -v skopeo >/dev/null 2>&1; then

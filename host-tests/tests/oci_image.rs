@@ -7,7 +7,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -200,6 +200,17 @@ fn oci_layout_holds_the_module_and_its_digests() {
         manifest["mediaType"],
         "application/vnd.oci.image.manifest.v1+json"
     );
+    // The "compat" Wasm image variant (not "compat-smart"), and provenance.
+    let notes = &manifest["annotations"];
+    assert_eq!(notes["module.wasm.image/variant"], "compat", "{manifest}");
+    assert_eq!(notes["org.opencontainers.image.version"], TAG);
+    assert_eq!(notes["org.opencontainers.image.licenses"], "Apache-2.0");
+    let revision = notes["org.opencontainers.image.revision"].as_str().unwrap();
+    assert!(
+        revision == "unknown"
+            || (revision.len() == 40 && revision.bytes().all(|b| b.is_ascii_hexdigit())),
+        "{revision}"
+    );
     let config_desc = &manifest["config"];
     assert_eq!(
         config_desc["mediaType"],
@@ -227,14 +238,22 @@ fn oci_layout_holds_the_module_and_its_digests() {
     expected.sort();
     assert_eq!(blobs, expected);
 
-    // The printed sha256 (for WasmPlugin.spec.sha256) is the module's.
+    // The value for WasmPlugin.spec.sha256 is the manifest's digest (what
+    // Istio checks for oci:// URLs), not the module's own hash.
     let line = printed
         .lines()
-        .find(|l| l.starts_with("module sha256 (WasmPlugin.spec.sha256): "))
-        .unwrap_or_else(|| panic!("no module sha256 line in:\n{printed}"));
+        .find(|l| l.starts_with("WasmPlugin.spec.sha256 (the manifest digest): "))
+        .unwrap_or_else(|| panic!("no WasmPlugin.spec.sha256 line in:\n{printed}"));
     assert_eq!(
-        line.rsplit(' ').next().unwrap(),
-        sha256_hex(&module),
+        format!("sha256:{}", line.rsplit(' ').next().unwrap()),
+        desc["digest"].as_str().unwrap(),
+        "{printed}"
+    );
+    assert!(
+        printed.contains(&format!(
+            "module sha256 (plugin.wasm itself, for reference): {}",
+            sha256_hex(&module)
+        )),
         "{printed}"
     );
     assert!(
@@ -316,4 +335,109 @@ fn skopeo_reads_and_copies_the_oci_image() {
     let layer = std::fs::read(out.join(hex)).unwrap();
     assert_eq!(sha256_hex(&layer), hex);
     check_layer(&layer, &module);
+}
+
+/// The digest the script prints for `WasmPlugin.spec.sha256` is the one a
+/// real registry serves: push the layout with `skopeo copy` to the CNCF
+/// distribution registry (Debian's `docker-registry`) on loopback, then read
+/// the manifest back from the registry's HTTP API (`Docker-Content-Digest`,
+/// and the SHA-256 of the bytes served).
+#[test]
+fn a_registry_serves_the_printed_manifest_digest() {
+    for tool in ["skopeo", "docker-registry"] {
+        assert!(on_path(tool), "{tool} not found: run scripts/setup.sh");
+    }
+    let tmp = TempDir::new("oci-registry");
+    let layout = tmp.0.join("oci");
+    let printed = pack(&shipped::module_path().unwrap(), &layout);
+    let digest = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("WasmPlugin.spec.sha256 (the manifest digest): "))
+        .unwrap_or_else(|| panic!("no digest line in:\n{printed}"))
+        .trim()
+        .to_string();
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let config = tmp.0.join("registry.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog: {{ level: warn }}\nstorage: {{ filesystem: {{ rootdirectory: {} }} }}\nhttp: {{ addr: \"{addr}\" }}\n",
+            tmp.0.join("data").display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new("docker-registry");
+    cmd.arg("serve").arg(&config);
+    let mut registry =
+        mksgate_testkit::process::Proc::spawn("docker-registry", cmd, &tmp.0.join("registry.log"))
+            .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while mksgate_testkit::http::get(addr, "/v2/")
+        .map(|r| r.status)
+        .ok()
+        != Some(200)
+    {
+        registry.check_alive().unwrap();
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the registry never answered /v2/"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let image = format!("docker://{addr}/mksgate/mksgate-filter:{TAG}");
+    run_bounded(
+        Command::new("skopeo").args([
+            "copy",
+            "--dest-tls-verify=false",
+            &format!("oci:{}:{TAG}", layout.display()),
+            &image,
+        ]),
+        Duration::from_secs(60),
+    );
+
+    // GET the manifest as Istio's fetcher does, asking for OCI manifests.
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET /v2/mksgate/mksgate-filter/manifests/{TAG} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/vnd.oci.image.manifest.v1+json\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let body = &raw[split + 4..];
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let served = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("docker-content-digest")
+                .then(|| value.trim().to_string())
+        })
+        .unwrap_or_else(|| panic!("no Docker-Content-Digest in {head}"));
+    println!("registry serves {served}; the script printed sha256:{digest}");
+    assert_eq!(served, format!("sha256:{digest}"));
+    assert_eq!(
+        sha256_hex(body),
+        digest,
+        "the bytes served hash to another digest"
+    );
+    // And what skopeo reports for the pushed image agrees.
+    let inspected: Value = serde_json::from_str(&run_bounded(
+        Command::new("skopeo").args(["inspect", "--tls-verify=false", &image]),
+        Duration::from_secs(60),
+    ))
+    .unwrap();
+    assert_eq!(inspected["Digest"], format!("sha256:{digest}"));
 }
