@@ -714,3 +714,57 @@ async fn debug_http_logging_would_write_tokens_to_the_log() {
     })
     .await;
 }
+
+/// Istio's default access-log format (`%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%`
+/// and friends, as istiod configures it when access logging is on) in place
+/// of the shipped one: it would write the signed link of a refused request
+/// and the ticket of an admitted one. This is why the Istio kit ships
+/// `envoy/istio/access-log.yaml`, whose format is the shipped Envoy one
+/// (`shipped_configs.rs::istio_access_log_is_the_envoy_kits_format`), which
+/// every other test here shows to hold neither.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn istios_default_access_log_format_would_log_links_and_tickets() {
+    const ISTIO_DEFAULT: &str = r#"[%START_TIME%] "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%" %RESPONSE_CODE% %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS% %CONNECTION_TERMINATION_DETAILS% "%UPSTREAM_TRANSPORT_FAILURE_REASON%" %BYTES_RECEIVED% %BYTES_SENT% %DURATION% %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% "%REQ(X-FORWARDED-FOR)%" "%REQ(USER-AGENT)%" "%REQ(X-REQUEST-ID)%" "%REQ(:AUTHORITY)%" "%UPSTREAM_HOST%" %UPSTREAM_CLUSTER_RAW% %UPSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_REMOTE_ADDRESS% %REQUESTED_SERVER_NAME% %ROUTE_NAME%"#;
+    bounded(60, async {
+        let edit = |yaml: String| {
+            let start = yaml.find("                json_format:\n").unwrap();
+            let end = start + yaml[start..].find("          route_config:").unwrap();
+            let istio = format!(
+                "                text_format_source:\n                  inline_string: {}\n",
+                serde_json::to_string(&format!("{ISTIO_DEFAULT}\n")).unwrap()
+            );
+            Ok(format!("{}{istio}{}", &yaml[..start], &yaml[end..]))
+        };
+        let gw = Gateway::start_with_yaml_edit(GatewayOpts::default(), edit)
+            .await
+            .unwrap();
+        let refused = gw.new_link(A, json!({"exp": common::now() - 100}));
+        gw.expect_refused(&refused.path, &[], 403, "expired").await;
+        let admitted = gw.new_link(A, json!({}));
+        let mut s = gw.expect_admitted(&admitted.path, &[]).await;
+        verify_session(&mut s, 1).await.unwrap();
+        s.close(T).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let log = loop {
+            let log = gw.access_log();
+            if (log.contains(&refused.token) && log.contains(&admitted.ticket))
+                || Instant::now() > deadline
+            {
+                break log;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        println!(
+            "Istio's default access-log format logged the refused link and the admitted ticket"
+        );
+        assert!(
+            log.contains(&refused.token),
+            "the refused link is not logged:\n{log}"
+        );
+        assert!(
+            log.contains(&format!("/ticket/{}", admitted.ticket)),
+            "the admitted ticket is not logged:\n{log}"
+        );
+    })
+    .await;
+}

@@ -32,7 +32,8 @@ const ENVOY_CONFIGS: [&str; 4] = [
     "rotation/bootstrap.yaml",
     "rotation/listeners.yaml",
 ];
-const ISTIO_FILES: [&str; 5] = [
+const ISTIO_FILES: [&str; 6] = [
+    "access-log.yaml",
     "esxi-hosts.yaml",
     "gateway-env-patch.yaml",
     "gateway.yaml",
@@ -367,6 +368,13 @@ fn istio_yamls_parse_with_expected_kinds() {
         kinds(&yaml_docs("istio/wasmplugin.yaml")),
         vec![pair("extensions.istio.io/v1alpha1", "WasmPlugin")]
     );
+    assert_eq!(
+        kinds(&yaml_docs("istio/access-log.yaml")),
+        vec![
+            pair("install.istio.io/v1alpha1", "IstioOperator"),
+            pair("telemetry.istio.io/v1", "Telemetry")
+        ]
+    );
     // A strategic-merge patch for the gateway Deployment, not a resource.
     let patch = yaml_docs("istio/gateway-env-patch.yaml");
     assert_eq!(patch.len(), 1);
@@ -540,4 +548,29 @@ fn every_shipped_layout_trusts_no_client_and_sets_the_forwarded_address() {
             "{file}"
         );
     }
+}
+
+/// The Istio kit's access-log format is the Envoy kit's JSON access log,
+/// field for field, and the Telemetry resource turns on that provider for
+/// the gateway.
+#[test]
+fn istio_access_log_is_the_envoy_kits_format() {
+    let docs = yaml_docs("istio/access-log.yaml");
+    let provider = &docs[0]["spec"]["meshConfig"]["extensionProviders"][0];
+    let labels = &provider["envoyFileAccessLog"]["logFormat"]["labels"];
+    let envoy = yaml("static-clusters.yaml");
+    let hcm = &envoy["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+        ["typed_config"];
+    let json_format = &hcm["access_log"][0]["typed_config"]["log_format"]["json_format"];
+    assert!(json_format.is_object(), "{hcm}");
+    assert_eq!(labels, json_format);
+    let telemetry = &docs[1]["spec"];
+    assert_eq!(
+        telemetry["accessLogging"][0]["providers"][0]["name"],
+        provider["name"]
+    );
+    assert_eq!(
+        telemetry["selector"]["matchLabels"]["istio"],
+        "ingressgateway"
+    );
 }
