@@ -28,6 +28,9 @@ pub enum Code {
     /// The shared replay table could not be read or written (host error or
     /// persistent write contention).
     ReplayUnavailable,
+    /// The plugin was never configured, yet a stream reached it (Envoy does
+    /// not do that; if it ever did, the request is refused).
+    Unconfigured,
     /// The host refused a header change the filter must make (removing the
     /// client's cluster header, or an admission's rewrite); the request is
     /// refused rather than forwarded half-done.
@@ -35,7 +38,7 @@ pub enum Code {
 }
 
 impl Code {
-    pub const ALL: [Code; 19] = [
+    pub const ALL: [Code; 20] = [
         Code::Admitted,
         Code::MalformedRequest,
         Code::NotWebsocket,
@@ -54,6 +57,7 @@ impl Code {
         Code::Replayed,
         Code::ReplayTableFull,
         Code::ReplayUnavailable,
+        Code::Unconfigured,
         Code::GatewayError,
     ];
 
@@ -83,6 +87,7 @@ impl Code {
             Code::Replayed => "replayed",
             Code::ReplayTableFull => "replay_table_full",
             Code::ReplayUnavailable => "replay_unavailable",
+            Code::Unconfigured => "mksgate_unconfigured",
             Code::GatewayError => "gateway_error",
         }
     }
@@ -95,7 +100,10 @@ impl Code {
             Code::NotWebsocket => 426,
             Code::MissingToken => 401,
             Code::MalformedRequest | Code::MalformedToken | Code::BadTarget => 400,
-            Code::ReplayTableFull | Code::ReplayUnavailable | Code::GatewayError => 503,
+            Code::ReplayTableFull
+            | Code::ReplayUnavailable
+            | Code::Unconfigured
+            | Code::GatewayError => 503,
             Code::BadSignature
             | Code::Expired
             | Code::NotYetValid

@@ -48,9 +48,7 @@ pub enum Next {
 /// ever did, refuse).
 pub fn on_request_headers<H: Host>(host: &H, config: Option<&Config>) -> Next {
     let Some(config) = config else {
-        let body = b"mksgate_unconfigured\n";
-        let _ = host.reply(503, &[("content-type", "text/plain")], body);
-        return Next::Stop;
+        return refuse(host, Code::Unconfigured, &Audit::default(), None);
     };
     let cluster_header = config.upstreams.cluster_header.as_str();
     let client = host.client_address();

@@ -279,5 +279,11 @@ fn headers_the_host_cannot_hand_over_are_refused_on_any_path() {
 fn an_unconfigured_stream_is_refused() {
     let mock = Mock::upgrade(&link("j-5"), &[]);
     assert_eq!(on_request_headers(&mock, None), Next::Stop);
-    assert_eq!(mock.replied(), Some((503, None)));
+    assert_eq!(
+        mock.replied(),
+        Some((503, Some("mksgate_unconfigured".into())))
+    );
+    // Counted and logged like every other decision.
+    assert!(mock.calls().contains(&Call::Count(Code::Unconfigured)));
+    assert!(mock.info()[0].contains(r#""code":"mksgate_unconfigured""#));
 }
