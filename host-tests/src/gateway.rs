@@ -25,8 +25,6 @@ pub enum Layout {
 }
 
 impl Layout {
-    pub const ALL: [Layout; 3] = [Layout::Static, Layout::Dynamic, Layout::Rotation];
-
     pub fn name(self) -> &'static str {
         match self {
             Layout::Static => "static-clusters.yaml",
@@ -70,13 +68,6 @@ pub struct StartOpts {
     pub extra_args: Vec<String>,
 }
 
-fn random_secret() -> Vec<u8> {
-    use ring::rand::SecureRandom;
-    let mut b = vec![0u8; 32];
-    let _ = ring::rand::SystemRandom::new().fill(&mut b);
-    b
-}
-
 impl ShippedGateway {
     /// Starts `layout` with `concurrency` workers.
     pub async fn start(layout: Layout, concurrency: u32) -> Result<ShippedGateway> {
@@ -90,7 +81,10 @@ impl ShippedGateway {
     /// Starts `layout` as `start` says.
     pub async fn start_with(layout: Layout, start: StartOpts) -> Result<ShippedGateway> {
         let cert = CertKey::self_signed(&[GATEWAY_NAME])?;
-        let secret = start.secret.clone().unwrap_or_else(random_secret);
+        let secret = start
+            .secret
+            .clone()
+            .unwrap_or_else(|| link::random_bytes(32));
         let mut opts = EnvoyOpts {
             concurrency: start.concurrency.max(1),
             extra_args: start.extra_args.clone(),
@@ -182,11 +176,6 @@ impl ShippedGateway {
             esxi_ca,
             rotation,
         })
-    }
-
-    /// How many stand-ins (ESXi hosts) this layout has.
-    pub fn hosts(&self) -> usize {
-        self.standins.len()
     }
 
     /// A fresh, valid console path for stand-in `i`: a new ticket on it,

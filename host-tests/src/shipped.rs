@@ -27,15 +27,9 @@ pub const GATEWAY_CERT_FILE: &str = "gateway.crt";
 pub const GATEWAY_KEY_FILE: &str = "gateway.key";
 pub const ESXI_CA_FILE: &str = "esxi-ca.pem";
 
-/// The shipped module, as `make build` / `scripts/build-module.sh` leave it.
-pub fn module_path() -> Result<PathBuf> {
-    mksgate_testkit::paths::shipped_module()
-}
-
-/// A test-only module built next to the shipped one (`noop`, `trap`).
-pub fn test_module_path(name: &str) -> Result<PathBuf> {
-    mksgate_testkit::paths::test_module(name)
-}
+/// The shipped module, and a test-only one built next to it (`noop`,
+/// `trap`), where `scripts/build-module.sh` leaves them (the testkit's).
+pub use mksgate_testkit::paths::{shipped_module as module_path, test_module as test_module_path};
 
 /// An ESXi host of static-clusters.yaml as a test runs it.
 #[derive(Debug, Clone)]

@@ -69,7 +69,7 @@ impl VmHealth {
 /// Per-worker connection counts of the (one) client listener. Envoy names
 /// its stats by the configured address, so `port_value: 0` shows as `_0`:
 /// every listener but admin's is taken.
-async fn worker_connections(envoy: &Envoy) -> Result<BTreeMap<String, u64>> {
+pub async fn worker_connections(envoy: &Envoy) -> Result<BTreeMap<String, u64>> {
     Ok(envoy
         .stats()
         .await?

@@ -147,8 +147,8 @@ async fn wire_fuzz(layout: Layout) {
         pacer.pace().await;
         let path = gw.valid_path(i).unwrap();
         let token = path.trim_start_matches("/console?token=");
-        let generated = wire_fuzz::generate(&mut rng, token);
-        let reply = wire.send(&generated.head).await.unwrap_or(WireReply {
+        let head = wire_fuzz::generate(&mut rng, token);
+        let reply = wire.send(&head).await.unwrap_or(WireReply {
             status: 0,
             decision: None,
         });

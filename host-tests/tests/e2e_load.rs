@@ -7,6 +7,7 @@
 
 mod common;
 
+use mksgate_host_tests::vm_health::worker_connections;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -43,19 +44,12 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i]
 }
 
-/// Per-worker downstream connection counters of the console listener (the
-/// only listener; Envoy names it by its configured address, `0.0.0.0_0`).
+/// Per-worker downstream connection counters of the console listener.
 async fn per_worker_connections(gw: &Gateway) -> Vec<(String, u64)> {
-    gw.stats()
+    worker_connections(&gw.envoy)
         .await
         .unwrap()
         .into_iter()
-        .filter(|(k, _)| {
-            k.starts_with("listener.")
-                && !k.starts_with("listener.admin")
-                && k.contains(".worker_")
-                && k.ends_with(".downstream_cx_total")
-        })
         .collect()
 }
 

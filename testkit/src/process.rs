@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 /// the group, then SIGKILL after a grace period. The child also gets SIGKILL
 /// if this process dies (`PR_SET_PDEATHSIG`, set on the spawning thread: the
 /// caller must spawn from a thread that outlives the child).
+#[derive(Debug)]
 pub struct Proc {
     pub name: String,
     child: Child,

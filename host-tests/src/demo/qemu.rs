@@ -7,12 +7,12 @@
 //! no download): it paints a banner and colour bars with the BIOS and echoes
 //! whatever is typed, so keystrokes through the gateway visibly reach the VM.
 
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use mksgate_testkit::process::Proc;
 use tokio::io::AsyncReadExt;
 use tokio::net::UnixStream;
 
@@ -107,15 +107,14 @@ pub fn boot_disk() -> Result<Vec<u8>> {
     Ok(disk)
 }
 
-/// A running QEMU VM; dropping it stops QEMU (its whole process group).
+/// A running QEMU VM; dropping it stops QEMU (its whole process group, the
+/// testkit's `Proc`).
 #[derive(Debug)]
 pub struct Qemu {
-    child: Child,
+    proc: Proc,
     socket: PathBuf,
     disk: PathBuf,
-    log: PathBuf,
     version: String,
-    stopped: bool,
 }
 
 impl Qemu {
@@ -134,8 +133,6 @@ impl Qemu {
         }
         let _ = std::fs::remove_file(&socket);
         let log = dir.join(format!("qemu-{pid}.log"));
-        let out = std::fs::File::create(&log)?;
-        let err = out.try_clone()?;
         let version = Command::new(bin)
             .arg("--version")
             .stdin(Stdio::null())
@@ -157,35 +154,19 @@ impl Qemu {
                 "file={},format=raw,if=ide,snapshot=on",
                 disk.display()
             ))
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err))
-            .process_group(0);
-        // SAFETY: prctl is async-signal-safe and touches no parent memory.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
+            .stdin(Stdio::null());
         let mut qemu = Qemu {
-            child,
+            proc: Proc::spawn("qemu", cmd, &log)?,
             socket,
             disk,
-            log,
             version,
-            stopped: false,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Some(status) = qemu.child.try_wait()? {
-                qemu.stopped = true;
+            if let Some(status) = qemu.proc.exited() {
                 bail!(
                     "QEMU exited at start ({status}): {}",
-                    std::fs::read_to_string(&qemu.log)
+                    std::fs::read_to_string(&qemu.proc.log)
                         .unwrap_or_default()
                         .trim()
                 );
@@ -219,32 +200,16 @@ impl Qemu {
 
     /// Process id (also its process group).
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        u32::try_from(self.proc.pid()).unwrap_or(0)
     }
 
-    /// Stop QEMU: SIGTERM to its process group, SIGKILL after 3 s.
+    /// Stop QEMU: SIGTERM to its process group, SIGKILL after 3 s; remove
+    /// its files.
     pub fn stop(&mut self) {
-        if self.stopped {
-            return;
-        }
-        self.stopped = true;
-        let pgid = self.child.id() as libc::pid_t;
-        // SAFETY: plain syscalls on the process group this struct created.
-        unsafe {
-            libc::kill(-pgid, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        // SAFETY: as above.
-        unsafe {
-            libc::kill(-pgid, libc::SIGKILL);
-        }
-        let _ = self.child.wait();
+        self.proc.stop(Duration::from_secs(3));
         let _ = std::fs::remove_file(&self.socket);
         let _ = std::fs::remove_file(&self.disk);
-        let _ = std::fs::remove_file(&self.log);
+        let _ = std::fs::remove_file(&self.proc.log);
     }
 }
 

@@ -15,7 +15,7 @@ pub const PUSH_HEADER_LEN: usize = 9;
 pub const PUSH_SEED: u64 = 0x5055_5348_0000_0000;
 
 /// splitmix64 step.
-pub(super) fn splitmix(state: &mut u64) -> u64 {
+pub fn splitmix(state: &mut u64) -> u64 {
     *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
     let mut z = *state;
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
