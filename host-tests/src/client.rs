@@ -58,6 +58,8 @@ pub struct ClientOpts {
     pub trust: Trust,
     /// Connect to this address instead of resolving the URL's host.
     pub connect_to: Option<SocketAddr>,
+    /// Connect from this address (a simulated user's; see [`crate::clients`]).
+    pub source: Option<std::net::IpAddr>,
     /// `Host` header (default: the URL's authority).
     pub host: Option<String>,
     /// SNI.
@@ -78,6 +80,7 @@ impl Default for ClientOpts {
         ClientOpts {
             trust: Trust::InsecureAny,
             connect_to: None,
+            source: None,
             host: None,
             sni: Sni::Auto,
             headers: Vec::new(),
@@ -106,6 +109,11 @@ impl ClientOpts {
     /// Connect to this address.
     pub fn connect_to(mut self, addr: SocketAddr) -> Self {
         self.connect_to = Some(addr);
+        self
+    }
+    /// Connect from this address.
+    pub fn source(mut self, ip: std::net::IpAddr) -> Self {
+        self.source = Some(ip);
         self
     }
     /// Set the `Host` header.
@@ -262,13 +270,14 @@ pub async fn connect(url: &str, opts: &ClientOpts) -> Result<Outcome> {
 
 async fn connect_inner(url: &str, opts: &ClientOpts) -> Result<Outcome> {
     let u = parse_url(url)?;
-    let tcp = match opts.connect_to {
-        Some(a) => TcpStream::connect(a)
+    let tcp = match (opts.connect_to, opts.source) {
+        (Some(a), source) => crate::clients::tcp_connect(a, source)
             .await
-            .with_context(|| format!("TCP connect to {a}"))?,
-        None => TcpStream::connect((u.host.as_str(), u.port))
+            .with_context(|| format!("TCP connect to {a} from {source:?}"))?,
+        (None, None) => TcpStream::connect((u.host.as_str(), u.port))
             .await
             .with_context(|| format!("TCP connect to {}:{}", u.host, u.port))?,
+        (None, Some(_)) => bail!("a source address needs connect_to"),
     };
     tcp.set_nodelay(true)?;
     let io = if u.tls {

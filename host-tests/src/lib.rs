@@ -9,12 +9,14 @@
 //!   subprotocols, and byte-exact session verification.
 //! * [`tls`]: test certificates (self-signed or from a test CA) and rustls
 //!   configs.
+//! * [`clients`]: many client addresses from one machine (per-client limits).
 //! * [`io`]: plain/TLS stream and minimal HTTP/1.1 helpers.
 //! * [`demo`]: `make demo` (the gateway with a live console in a browser).
 //!
 //! See `host-tests/README.md` for the stand-in's wire protocol.
 
 pub mod client;
+pub mod clients;
 pub mod demo;
 pub mod dns;
 pub mod envoy;

@@ -94,7 +94,10 @@ pub async fn admit_on_every_worker(gw: &ShippedGateway, workers: usize) -> Resul
     }
     for attempt in 1..=64 {
         let path = gw.valid_path(attempt)?;
-        let reply = wire.send(&upgrade_head(path.as_bytes(), &[])).await?;
+        let reply = wire
+            .from(crate::clients::MANY_USERS.next())
+            .send(&upgrade_head(path.as_bytes(), &[]))
+            .await?;
         if reply.status != 101 {
             bail!("a valid link got {reply:?} (attempt {attempt}), not 101");
         }
@@ -110,9 +113,10 @@ pub async fn admit_on_every_worker(gw: &ShippedGateway, workers: usize) -> Resul
     bail!("64 connections never reached every worker")
 }
 
-/// Spaces requests out to `per_second`, so a test stays under the shipped
-/// handshake rate limit (burst 200, 100/s) and every request reaches the
-/// filter instead of Envoy's 429.
+/// Spaces requests out to `per_second`, so a test stays well under the
+/// shipped gateway-wide handshake limit (1000/s) and every request reaches
+/// the filter instead of Envoy's 429 (spread the requests over
+/// [`crate::clients::MANY_USERS`] for the per-client one).
 pub struct Pacer {
     interval: Duration,
     next: tokio::time::Instant,

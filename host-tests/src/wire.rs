@@ -5,16 +5,18 @@
 
 use anyhow::{anyhow, Context, Result};
 use rustls::pki_types::ServerName;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// Where raw requests go: an address, and TLS (with SNI) or not.
 #[derive(Clone)]
 pub struct WireTarget {
     pub addr: SocketAddr,
+    /// Connect from this address (a simulated user's), or the kernel's
+    /// choice (127.0.0.1).
+    pub source: Option<IpAddr>,
     tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
     pub timeout: Duration,
 }
@@ -32,6 +34,7 @@ impl WireTarget {
     pub fn plain(addr: SocketAddr) -> WireTarget {
         WireTarget {
             addr,
+            source: None,
             tls: None,
             timeout: Duration::from_secs(10),
         }
@@ -43,9 +46,18 @@ impl WireTarget {
             .map_err(|e| anyhow!("bad server name {sni:?}: {e}"))?;
         Ok(WireTarget {
             addr,
+            source: None,
             tls: Some((Arc::new(config), name)),
             timeout: Duration::from_secs(10),
         })
+    }
+
+    /// The same target, reached from `source`.
+    pub fn from(&self, source: IpAddr) -> WireTarget {
+        WireTarget {
+            source: Some(source),
+            ..self.clone()
+        }
     }
 
     /// Sends `head` (request line, headers and the blank line, as given) on
@@ -57,9 +69,9 @@ impl WireTarget {
     }
 
     async fn send_inner(&self, head: &[u8]) -> Result<WireReply> {
-        let tcp = TcpStream::connect(self.addr)
+        let tcp = crate::clients::tcp_connect(self.addr, self.source)
             .await
-            .with_context(|| format!("connecting to {}", self.addr))?;
+            .with_context(|| format!("connecting to {} from {:?}", self.addr, self.source))?;
         tcp.set_nodelay(true)?;
         match &self.tls {
             None => exchange(tcp, head).await,

@@ -13,6 +13,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use mksgate_host_tests::bounded;
+use mksgate_host_tests::clients::MANY_USERS;
 use std::collections::BTreeMap;
 
 use mksgate_host_tests::gateway::{Layout, ShippedGateway};
@@ -48,10 +49,14 @@ async fn matrix(layout: Layout) {
                 pacer.pace().await;
             }
             let head = hostile::request(&gw, case, i).unwrap();
-            let reply = wire.send(&head).await.unwrap_or(WireReply {
-                status: 0,
-                decision: None,
-            });
+            let reply = wire
+                .from(MANY_USERS.next())
+                .send(&head)
+                .await
+                .unwrap_or(WireReply {
+                    status: 0,
+                    decision: None,
+                });
             let seen = Seen::of(&reply);
             if let Err(why) = hostile::judge(case, &seen) {
                 wrong.push(why);
@@ -148,10 +153,14 @@ async fn wire_fuzz(layout: Layout) {
         let path = gw.valid_path(i).unwrap();
         let token = path.trim_start_matches("/console?token=");
         let head = wire_fuzz::generate(&mut rng, token);
-        let reply = wire.send(&head).await.unwrap_or(WireReply {
-            status: 0,
-            decision: None,
-        });
+        let reply = wire
+            .from(MANY_USERS.next())
+            .send(&head)
+            .await
+            .unwrap_or(WireReply {
+                status: 0,
+                decision: None,
+            });
         *seen.entry(Seen::of(&reply)).or_default() += 1;
         if (i + 1) % 500 == 0 {
             let what = format!("{} seed {seed} after {} requests", layout.name(), i + 1);

@@ -13,6 +13,10 @@ use std::time::{Duration, Instant};
 
 use common::{bounded, raise_fd_limit, Gateway, GatewayOpts, A, B};
 use mksgate_host_tests::client::{verify_session_with, Outcome};
+use mksgate_host_tests::clients;
+use mksgate_host_tests::envoy::replace_exact;
+use serde_json::json;
+use std::collections::BTreeMap;
 use tokio::sync::Barrier;
 
 const SESSIONS: usize = 500;
@@ -82,7 +86,7 @@ async fn five_hundred_concurrent_sessions_bytes_intact() {
             tasks.push(tokio::spawn(async move {
                 tokio::time::sleep_until(start_at.into()).await;
                 let begun = Instant::now();
-                let outcome = gw.connect(&link.path, &[]).await;
+                let outcome = gw.connect_as_user(&link.path).await;
                 let handshake = begun.elapsed();
                 // Every task reaches both barriers, whatever happened.
                 all_open.wait().await;
@@ -219,7 +223,7 @@ async fn one_link_fired_fifty_times_at_once_is_admitted_once() {
                     let (gw, barrier, path) = (gw.clone(), barrier.clone(), link.path.clone());
                     tokio::spawn(async move {
                         barrier.wait().await;
-                        gw.connect(&path, &[]).await
+                        gw.connect_as_user(&path).await
                     })
                 })
                 .collect();
@@ -271,55 +275,105 @@ async fn one_link_fired_fifty_times_at_once_is_admitted_once() {
     .await;
 }
 
+/// Fires `flood` handshakes with no link at once, from one client address
+/// (`many_users: false`) or each from its own; returns (reached the filter,
+/// got 429, seconds taken).
+async fn flood(gw: &Arc<Gateway>, flood: usize, many_users: bool) -> (u64, u64, u64) {
+    let barrier = Arc::new(Barrier::new(flood));
+    let t0 = Instant::now();
+    let tasks: Vec<_> = (0..flood)
+        .map(|_| {
+            let (gw, barrier) = (gw.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let outcome = if many_users {
+                    gw.connect_as_user("/console").await
+                } else {
+                    gw.connect("/console", &[]).await
+                };
+                let r = outcome.unwrap().refusal().unwrap();
+                (r.status, r.header("x-mksgate-decision").map(str::to_string))
+            })
+        })
+        .collect();
+    let (mut limited, mut decided) = (0u64, 0u64);
+    for t in tasks {
+        match t.await.unwrap() {
+            (429, None) => limited += 1,
+            (401, Some(code)) if code == "missing_token" => decided += 1,
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    let took = t0.elapsed();
+    println!(
+        "{flood} handshakes ({}) in {took:.2?}: {decided} reached the filter, {limited} rate-limited (429)",
+        if many_users { "many users" } else { "one client" }
+    );
+    // Rate-limited requests got no decision: the filter never saw them.
+    let counts = gw.decision_counts().await.unwrap();
+    assert_eq!(counts["missing_token"], decided);
+    assert_eq!(counts.values().sum::<u64>(), decided);
+    assert_eq!(gw.upstream_activity(), (0, 0));
+    (decided, limited, took.as_secs() + 1)
+}
+
+fn rate_limited(stats: &BTreeMap<String, u64>, prefix: &str) -> u64 {
+    let name = format!("{prefix}.http_local_rate_limit.rate_limited");
+    stats.get(&name).copied().unwrap_or(0)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn handshake_floods_are_shed_before_the_filter() {
+async fn one_clients_handshake_flood_is_shed_at_its_own_bucket() {
     bounded(90, async {
         raise_fd_limit(4096);
         let gw = Arc::new(Gateway::start().await.unwrap());
-        // The shipped bucket: 200 tokens, 100 more per second.
-        const FLOOD: usize = 500;
-        let barrier = Arc::new(Barrier::new(FLOOD));
-        let t0 = Instant::now();
-        let tasks: Vec<_> = (0..FLOOD)
-            .map(|_| {
-                let (gw, barrier) = (gw.clone(), barrier.clone());
-                tokio::spawn(async move {
-                    barrier.wait().await;
-                    let r = gw.connect("/console", &[]).await.unwrap().refusal().unwrap();
-                    (r.status, r.header("x-mksgate-decision").map(str::to_string))
-                })
-            })
-            .collect();
-        let (mut limited, mut decided) = (0u64, 0u64);
-        for t in tasks {
-            match t.await.unwrap() {
-                (429, None) => limited += 1,
-                (401, Some(code)) if code == "missing_token" => decided += 1,
-                other => panic!("unexpected answer {other:?}"),
-            }
-        }
-        let took = t0.elapsed();
-        println!(
-            "{FLOOD} handshakes in {took:.2?}: {decided} reached the filter, {limited} rate-limited (429)"
-        );
-        // At most the burst plus what refilled meanwhile reached the filter;
-        // whenever the flood was bigger than that, the rest was shed.
-        let allowed = 200 + 100 * (took.as_secs() + 1);
+        // The shipped per-client bucket: 40 tokens, 20 more per second.
+        let (decided, limited, secs) = flood(&gw, 500, false).await;
+        let allowed = 40 + 20 * secs;
         assert!(decided <= allowed, "{decided} > {allowed}");
-        if (FLOOD as u64) > allowed {
-            assert!(limited >= FLOOD as u64 - allowed, "only {limited} rate-limited");
-        }
-        assert!(limited > 0 || took > Duration::from_secs(3), "nothing rate-limited");
-        // Rate-limited requests got no decision: the filter never saw them.
-        let counts = gw.decision_counts().await.unwrap();
-        assert_eq!(counts["missing_token"], decided);
-        assert_eq!(counts.values().sum::<u64>(), decided);
+        assert!(limited >= 500 - allowed, "only {limited} rate-limited");
         let stats = gw.stats().await.unwrap();
-        assert_eq!(
-            stats["console_handshakes.http_local_rate_limit.rate_limited"],
-            limited
+        assert_eq!(rate_limited(&stats, "console_client_handshakes"), limited);
+        assert_eq!(rate_limited(&stats, "console_handshakes"), 0);
+        // Another client is not affected.
+        let link = gw.link(json!({}));
+        let other = gw.opts().source(clients::user_address(9, 1));
+        let outcome = gw.connect_with(&link, &other).await.unwrap();
+        assert!(outcome.session().is_ok(), "another client's console");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_clients_floods_are_shed_at_the_gateway_bucket() {
+    bounded(90, async {
+        raise_fd_limit(4096);
+        // The gateway-wide bucket lowered from 1000 to 100 (a test-sized
+        // number), so 500 distinct clients, each within its own bucket,
+        // overflow it.
+        let gw = Gateway::start_with_yaml_edit(GatewayOpts::default(), |y| {
+            replace_exact(
+                &y,
+                &[(
+                    "token_bucket: { max_tokens: 1000, tokens_per_fill: 1000, fill_interval: 1s }",
+                    "token_bucket: { max_tokens: 100, tokens_per_fill: 100, fill_interval: 1s }",
+                )],
+            )
+        })
+        .await
+        .unwrap();
+        let gw = Arc::new(gw);
+        let (decided, limited, secs) = flood(&gw, 500, true).await;
+        let allowed = 100 + 100 * secs;
+        assert!(decided <= allowed, "{decided} > {allowed}");
+        assert!(
+            limited >= 500u64.saturating_sub(allowed),
+            "only {limited} rate-limited"
         );
-        assert_eq!(gw.upstream_activity(), (0, 0));
+        assert!(limited > 0 || secs > 3, "nothing rate-limited");
+        let stats = gw.stats().await.unwrap();
+        assert_eq!(rate_limited(&stats, "console_client_handshakes"), 0);
+        assert_eq!(rate_limited(&stats, "console_handshakes"), limited);
     })
     .await;
 }

@@ -32,11 +32,12 @@ const ENVOY_CONFIGS: [&str; 4] = [
     "rotation/bootstrap.yaml",
     "rotation/listeners.yaml",
 ];
-const ISTIO_FILES: [&str; 6] = [
+const ISTIO_FILES: [&str; 7] = [
     "access-log.yaml",
     "esxi-hosts.yaml",
     "gateway-env-patch.yaml",
     "gateway.yaml",
+    "handshake-limits.yaml",
     "secret.yaml",
     "wasmplugin.yaml",
 ];
@@ -375,6 +376,10 @@ fn istio_yamls_parse_with_expected_kinds() {
             pair("telemetry.istio.io/v1", "Telemetry")
         ]
     );
+    assert_eq!(
+        kinds(&yaml_docs("istio/handshake-limits.yaml")),
+        vec![pair("networking.istio.io/v1alpha3", "EnvoyFilter")]
+    );
     // A strategic-merge patch for the gateway Deployment, not a resource.
     let patch = yaml_docs("istio/gateway-env-patch.yaml");
     assert_eq!(patch.len(), 1);
@@ -392,6 +397,7 @@ fn istio_yamls_parse_with_expected_kinds() {
         .iter()
         .chain(&yaml_docs("istio/gateway.yaml"))
         .chain(&yaml_docs("istio/wasmplugin.yaml"))
+        .chain(&yaml_docs("istio/handshake-limits.yaml"))
         .chain([secret])
     {
         assert!(d["metadata"]["name"].is_string(), "{d}");
@@ -572,5 +578,57 @@ fn istio_access_log_is_the_envoy_kits_format() {
     assert_eq!(
         telemetry["selector"]["matchLabels"]["istio"],
         "ingressgateway"
+    );
+}
+
+/// The handshake limits: in every Envoy layout the first two HTTP filters
+/// are the per-client and the gateway-wide local rate limits, set for every
+/// request (no route overrides them, so a client-sent x-mksgate-cluster
+/// cannot pick another route's bucket); the Istio kit's EnvoyFilter inserts
+/// the very same two, in the same order, ahead of the WasmPlugin.
+#[test]
+fn handshake_limits_are_the_same_in_every_kit() {
+    let limits = |listener: &Value| -> Vec<Value> {
+        let hcm = &listener["filter_chains"][0]["filters"][0]["typed_config"];
+        let filters = hcm["http_filters"].as_array().unwrap();
+        assert_eq!(filters[2]["name"], "envoy.filters.http.wasm");
+        let text = serde_json::to_string(&hcm["route_config"]).unwrap();
+        assert!(
+            !text.contains("local_ratelimit"),
+            "a route overrides the limits"
+        );
+        filters[..2].to_vec()
+    };
+    let envoy = limits(&static_listener("static-clusters.yaml"));
+    assert_eq!(envoy, limits(&static_listener("dynamic.yaml")));
+    assert_eq!(
+        envoy[0]["typed_config"]["stat_prefix"],
+        "console_client_handshakes"
+    );
+    assert_eq!(
+        envoy[1]["typed_config"]["stat_prefix"],
+        "console_handshakes"
+    );
+    for f in &envoy {
+        assert_eq!(f["name"], "envoy.filters.http.local_ratelimit");
+    }
+
+    let patches = &yaml_docs("istio/handshake-limits.yaml")[0]["spec"]["configPatches"];
+    let patches = patches.as_array().unwrap();
+    assert_eq!(patches.len(), 2);
+    for p in patches {
+        assert_eq!(p["applyTo"], "HTTP_FILTER");
+        assert_eq!(p["match"]["context"], "GATEWAY");
+        assert_eq!(p["patch"]["operation"], "INSERT_FIRST");
+    }
+    // INSERT_FIRST twice: the later patch ends up in front.
+    let istio: Vec<Value> = patches
+        .iter()
+        .rev()
+        .map(|p| p["patch"]["value"].clone())
+        .collect();
+    assert_eq!(
+        istio, envoy,
+        "envoy/istio/handshake-limits.yaml differs from envoy/static-clusters.yaml's limits"
     );
 }

@@ -301,7 +301,7 @@ impl Soak {
         let link = self.gw.new_link(host, json!({}));
         self.pace().await;
         let before = self.host(hi);
-        let outcome = self.gw.connect(&link.path, &[]).await;
+        let outcome = self.gw.connect_as_user(&link.path).await;
         let after = self.host(hi);
         // The answer is determined only if the chaos task left the host
         // alone for the whole handshake.
@@ -602,7 +602,7 @@ impl Soak {
             lock(&self.refused_tickets).insert(t);
         }
         self.pace().await;
-        match gw.connect(&path, &[]).await {
+        match gw.connect_as_user(&path).await {
             Ok(Outcome::Refused(r))
                 if r.status == status
                     && r.body_text() == format!("{code}\n")

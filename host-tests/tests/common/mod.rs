@@ -44,6 +44,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use mksgate_core::jws::{self, Alg, Key};
 use mksgate_core::Code;
 use mksgate_host_tests::client::{connect, ClientOpts, Outcome, Session};
+use mksgate_host_tests::clients;
 use mksgate_host_tests::envoy::{replace_exact, Envoy, EnvoyOpts};
 use mksgate_host_tests::io::HttpResponse;
 use mksgate_host_tests::loopback;
@@ -376,6 +377,15 @@ impl Gateway {
         for (k, v) in extra {
             opts = opts.header(k, v);
         }
+        self.connect_with(path, &opts).await
+    }
+
+    /// [`Self::connect`] as the next of many users (its own client address,
+    /// [`clients::MANY_USERS`]): for load that is many people's, which the
+    /// shipped per-client limit must not refuse.
+    #[allow(dead_code)] // not every test binary plays many users
+    pub async fn connect_as_user(&self, path: &str) -> Result<Outcome> {
+        let opts = self.opts().source(clients::MANY_USERS.next());
         self.connect_with(path, &opts).await
     }
 
