@@ -12,9 +12,11 @@ use tokio::net::{TcpSocket, TcpStream};
 /// Groups keep populations apart (legitimate users, a flood). Group 0 is
 /// taken by the gateway and the stand-ins (`127.0.0.n`).
 pub fn user_address(group: u8, i: usize) -> IpAddr {
-    let i = (i % 65_024) + 256; // never x.y = 0.*
-    let [_, _, hi, lo] = u32::try_from(i).unwrap_or(256).to_be_bytes();
-    IpAddr::V4(Ipv4Addr::new(127, group.max(1), hi, lo.max(1)))
+    // x and y from 1 to 254: never a .0 or a .255.
+    let i = i % (254 * 254);
+    let (hi, lo) = (1 + i / 254, 1 + i % 254);
+    let byte = |n: usize| u8::try_from(n).unwrap_or(1);
+    IpAddr::V4(Ipv4Addr::new(127, group.max(1), byte(hi), byte(lo)))
 }
 
 /// A pool of `size` user addresses handed out in turn: for a test whose
