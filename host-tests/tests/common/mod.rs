@@ -457,6 +457,16 @@ impl Gateway {
             .unwrap_or_else(|e| panic!("admission of {}: {e:#}", short(path)))
     }
 
+    /// [`Self::expect_admitted`] as the next of many users.
+    #[allow(dead_code)] // not every test binary plays many users
+    pub async fn expect_admitted_as_user(&self, path: &str) -> Session {
+        self.connect_as_user(path)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"))
+            .session()
+            .unwrap_or_else(|e| panic!("admission of {}: {e:#}", short(path)))
+    }
+
     /// (TLS handshakes, requests) seen by both stand-ins together.
     pub fn upstream_activity(&self) -> (usize, usize) {
         self.esxi.iter().fold((0, 0), |(h, r), s| {
