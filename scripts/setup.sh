@@ -73,6 +73,14 @@ if ! command -v docker-registry >/dev/null 2>&1; then
     echo "setup: WARNING: no docker-registry; host-tests/tests/oci_image.rs will fail" >&2
 fi
 
+# etcd (3.4 in Debian): the fleet store's tests run a 3-member cluster on
+# loopback (host-tests/tests/e2e_fleet.rs).
+if ! command -v etcd >/dev/null 2>&1; then
+  echo "setup: installing etcd-server (Debian)"
+  apt_install etcd-server ||
+    echo "setup: WARNING: no etcd; host-tests/tests/e2e_fleet.rs will fail" >&2
+fi
+
 # skopeo: host-tests/tests/oci_image.rs checks scripts/oci-image.sh's output
 # with it (`skopeo inspect` / `skopeo copy` of the OCI layout).
 if ! command -v skopeo >/dev/null 2>&1; then

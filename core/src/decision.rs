@@ -12,6 +12,7 @@ use crate::jws::{self, Scratch, TokenError, MAX_TOKEN_LEN};
 use crate::replay::SharedStore;
 use crate::request::{token_param, HeaderValue, RequestFacts, TokenParam};
 use crate::target::{self, Host, Target};
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 /// Longest `jti` accepted while one-time links are on.
@@ -57,8 +58,9 @@ pub struct Admission<'c> {
 /// What the host applies to an admitted, committed request.
 #[derive(Debug)]
 pub struct Rewrite<'c> {
-    /// The value of the cluster header (the route's cluster).
-    pub cluster: &'c str,
+    /// The value of the cluster header (the route's cluster); owned once
+    /// the admission has waited for a remote store.
+    pub cluster: Cow<'c, str>,
     /// The new `:path`: `ticket_path` with the ticket, no query.
     pub path: String,
     /// The new `:authority`: the ESXi host, with `:port` unless 443.
@@ -104,9 +106,84 @@ impl<'c> Admission<'c> {
             }
         }
         Commit::Apply(Rewrite {
-            cluster: self.cluster,
+            cluster: Cow::Borrowed(self.cluster),
             path: self.path,
             authority: self.authority,
+            audit: self.audit,
+        })
+    }
+
+    /// For a remote store (etcd): the admission, owned, to wait for the
+    /// store's answer; the rewrite itself when there is nothing to record
+    /// (one-time links off).
+    pub fn defer(self) -> Deferred<'c> {
+        match self.one_time {
+            Some(one_time) => Deferred::Wait(Pending {
+                cluster: self.cluster.to_string(),
+                path: self.path,
+                authority: self.authority,
+                one_time,
+                audit: self.audit,
+            }),
+            None => Deferred::Apply(Rewrite {
+                cluster: Cow::Borrowed(self.cluster),
+                path: self.path,
+                authority: self.authority,
+                audit: self.audit,
+            }),
+        }
+    }
+}
+
+/// What `Admission::defer` leaves the host to do.
+#[derive(Debug)]
+pub enum Deferred<'c> {
+    /// Ask the store, then `Pending::settle` with its outcome.
+    Wait(Pending),
+    /// Nothing to record: apply.
+    Apply(Rewrite<'c>),
+}
+
+/// An admission waiting for a remote store to record its link; only the
+/// store's outcome turns it into a rewrite.
+#[derive(Debug)]
+pub struct Pending {
+    cluster: String,
+    path: String,
+    authority: String,
+    one_time: OneTime,
+    audit: Audit,
+}
+
+impl Pending {
+    /// What the store is asked to record.
+    pub fn one_time(&self) -> &OneTime {
+        &self.one_time
+    }
+
+    pub fn audit(&self) -> &Audit {
+        &self.audit
+    }
+
+    /// The store's answer decides: recorded now admits; recorded before is
+    /// `replayed`; anything else is `replay_unavailable`, never an
+    /// admission.
+    pub fn settle(self, outcome: crate::etcd::Outcome) -> Commit<'static> {
+        use crate::etcd::Outcome;
+        let code = match outcome {
+            Outcome::Recorded => {
+                return Commit::Apply(Rewrite {
+                    cluster: Cow::Owned(self.cluster),
+                    path: self.path,
+                    authority: self.authority,
+                    audit: self.audit,
+                })
+            }
+            Outcome::Replayed => Code::Replayed,
+            Outcome::Unavailable(_) => Code::ReplayUnavailable,
+        };
+        Commit::Refuse(Refusal {
+            code,
             audit: self.audit,
         })
     }

@@ -12,6 +12,7 @@ pub mod claims;
 pub mod code;
 pub mod config;
 pub mod decision;
+pub mod etcd;
 pub mod jws;
 pub mod replay;
 pub mod request;
@@ -19,6 +20,8 @@ pub mod target;
 
 pub use audit::{log_line, Audit};
 pub use code::Code;
-pub use config::{Config, ConfigError};
-pub use decision::{decide, Admission, Commit, Decision, OneTime, Refusal, Rewrite};
+pub use config::{Config, ConfigError, ReplayStore};
+pub use decision::{
+    decide, Admission, Commit, Decision, Deferred, OneTime, Pending, Refusal, Rewrite,
+};
 pub use request::{HeaderValue, RequestFacts};

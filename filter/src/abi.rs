@@ -17,8 +17,12 @@ const NOT_FOUND: u32 = 1;
 const CAS_MISMATCH: u32 = 8;
 
 const MAP_HTTP_REQUEST_HEADERS: u32 = 0;
+const MAP_HTTP_CALL_RESPONSE_HEADERS: u32 = 6;
+const BUFFER_HTTP_CALL_RESPONSE_BODY: u32 = 4;
 const BUFFER_PLUGIN_CONFIGURATION: u32 = 7;
 const METRIC_COUNTER: u32 = 0;
+const METRIC_HISTOGRAM: u32 = 2;
+const STREAM_REQUEST: u32 = 0;
 
 /// A host status other than the ones a call expects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +95,8 @@ extern "C" {
         return_id: *mut u32,
     ) -> u32;
     fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
+    fn proxy_record_metric(metric_id: u32, value: u64) -> u32;
+    fn proxy_continue_stream(stream_type: u32) -> u32;
     fn proxy_call_foreign_function(
         function_name_data: *const u8,
         function_name_size: usize,
@@ -133,6 +139,97 @@ pub fn now_seconds() -> i64 {
         OK => i64::try_from(nanos / 1_000_000_000).unwrap_or(i64::MAX),
         _ => 0,
     }
+}
+
+/// Milliseconds since the epoch; 0 if the host cannot tell (a store call's
+/// budget then looks spent: fails closed).
+pub fn now_millis() -> i64 {
+    let mut nanos: u64 = 0;
+    // SAFETY: `nanos` outlives the call.
+    match unsafe { proxy_get_current_time_nanoseconds(&mut nanos) } {
+        OK => i64::try_from(nanos / 1_000_000).unwrap_or(i64::MAX),
+        _ => 0,
+    }
+}
+
+/// An HTTP call to `cluster`: `POST path` with a JSON `body`. Its answer
+/// arrives in `on_http_call_response` of the calling stream's context.
+///
+/// This is the one SDK host helper the shim uses: it registers the call's
+/// token with the SDK's dispatcher, which routes the answer to the stream
+/// (without that the dispatcher's `expect("invalid token_id")` traps).
+/// Its own `panic!` is on a status other than Ok, BadArgument and
+/// InternalFailure, the only three Envoy's `httpCall` returns
+/// (`HOSTCALLS.md`).
+pub fn dispatch_post(
+    cluster: &str,
+    authority: &str,
+    path: &str,
+    body: &[u8],
+    timeout_ms: u32,
+) -> Result<u32, HostStatus> {
+    let headers = vec![
+        (":method", "POST"),
+        (":path", path),
+        (":authority", authority),
+        ("content-type", "application/json"),
+    ];
+    proxy_wasm::hostcalls::dispatch_http_call(
+        cluster,
+        headers,
+        Some(body),
+        Vec::new(),
+        std::time::Duration::from_millis(u64::from(timeout_ms)),
+    )
+    .map_err(|status| HostStatus(status as u32))
+}
+
+/// The answer to an HTTP call: its `:status` (`None` when there is none,
+/// as after a timeout or reset) and up to `max_body` bytes of its body
+/// (`None` when it is longer, or the host cannot hand it over).
+pub fn http_call_response(body_size: usize, max_body: usize) -> (Option<u16>, Option<Vec<u8>>) {
+    let mut data: *mut u8 = null_mut();
+    let mut size: usize = 0;
+    // SAFETY: as for `request_headers`.
+    let status =
+        unsafe { proxy_get_header_map_pairs(MAP_HTTP_CALL_RESPONSE_HEADERS, &mut data, &mut size) };
+    let code = if status == OK {
+        // SAFETY: the host returned `data`/`size` for this call.
+        let bytes = unsafe { owned(data, size) }.unwrap_or_default();
+        HeaderMap::parse(bytes).and_then(|map| {
+            let value = map.pairs().find(|(name, _)| *name == b":status")?.1;
+            std::str::from_utf8(value).ok()?.parse().ok()
+        })
+    } else {
+        None
+    };
+    if body_size > max_body {
+        return (code, None);
+    }
+    let (mut data, mut size): (*mut u8, usize) = (null_mut(), 0);
+    // SAFETY: as for `request_headers`.
+    let status = unsafe {
+        proxy_get_buffer_bytes(
+            BUFFER_HTTP_CALL_RESPONSE_BODY,
+            0,
+            body_size,
+            &mut data,
+            &mut size,
+        )
+    };
+    let body = match status {
+        // SAFETY: the host returned `data`/`size` for this call.
+        OK => Some(unsafe { owned(data, size) }.unwrap_or_default()),
+        NOT_FOUND => Some(Vec::new()),
+        _ => None,
+    };
+    (code, body.filter(|b| b.len() <= max_body))
+}
+
+/// Lets a paused request go on; a failure is dropped (the stream is gone).
+pub fn resume_request() {
+    // SAFETY: a plain value.
+    let _ = unsafe { proxy_continue_stream(STREAM_REQUEST) };
 }
 
 /// The plugin configuration; `Ok(None)` when none was given.
@@ -311,6 +408,22 @@ pub fn define_counter(name: &str) -> Result<u32, HostStatus> {
         OK => Ok(id),
         other => Err(HostStatus(other)),
     }
+}
+
+/// Defines a histogram; its id.
+pub fn define_histogram(name: &str) -> Result<u32, HostStatus> {
+    let mut id: u32 = 0;
+    // SAFETY: valid pointer/length pair and out-pointer for the call.
+    match unsafe { proxy_define_metric(METRIC_HISTOGRAM, name.as_ptr(), name.len(), &mut id) } {
+        OK => Ok(id),
+        other => Err(HostStatus(other)),
+    }
+}
+
+/// Records one histogram value; a failure is dropped.
+pub fn record(id: u32, value: u64) {
+    // SAFETY: plain values.
+    let _ = unsafe { proxy_record_metric(id, value) };
 }
 
 /// Adds one to a counter; a failure is dropped (a metric never changes a

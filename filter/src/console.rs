@@ -4,8 +4,12 @@
 //! does with each decision is proven natively too.
 
 use crate::header_map::HeaderMap;
+use mksgate_core::etcd::{Answer, Call, Claim, EtcdStore, Failure, Outcome, Step};
 use mksgate_core::replay::SharedStore;
-use mksgate_core::{decide, log_line, Audit, Code, Commit, Config, Decision, RequestFacts};
+use mksgate_core::{
+    decide, log_line, Audit, Code, Commit, Config, Decision, Deferred, Pending, ReplayStore,
+    RequestFacts, Rewrite,
+};
 
 /// The host refused a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,16 +35,37 @@ pub trait Host {
     fn record_decision(&self, code: Code);
     fn log_info(&self, line: &str);
     fn log_error(&self, line: &str);
-    /// Where one-time links are recorded.
+    /// Where one-time links are recorded (the local table).
     fn store(&self) -> &dyn SharedStore;
+    /// Milliseconds since the epoch (0 if the host cannot tell).
+    fn now_ms(&self) -> i64;
+    /// Sends `call` to etcd (`POST`, JSON) through `store.cluster`; the
+    /// answer comes back to `on_store_answer`.
+    fn dispatch(&self, store: &EtcdStore, call: &Call) -> Result<(), HostRefused>;
+    /// Lets the paused request go on.
+    fn resume(&self);
+    /// The store's outcome for one link and how long it took.
+    fn store_outcome(&self, outcome: Outcome, elapsed_ms: i64);
 }
 
 /// What the proxy does with the request next.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Next {
     Continue,
     /// A local reply was sent (or the stream is refused).
     Stop,
+    /// Paused while etcd records the link: hand the answer of the call in
+    /// flight to `on_store_answer`.
+    Wait(Box<Waiting>),
+}
+
+/// An admitted request waiting for etcd.
+#[derive(Debug)]
+pub struct Waiting {
+    pending: Pending,
+    claim: Claim,
+    started_ms: i64,
+    client: Option<String>,
 }
 
 /// Handles the request headers of one stream. `config` is `None` when the
@@ -82,31 +107,134 @@ pub fn on_request_headers<H: Host>(host: &H, config: Option<&Config>) -> Next {
     match decide(config, &facts, now) {
         Decision::PassThrough { .. } => Next::Continue,
         Decision::Refuse(refusal) => refuse(host, refusal.code, &refusal.audit, client.as_deref()),
-        Decision::Admit(admission) => match admission.commit(host.store(), now) {
-            Commit::Refuse(refusal) => {
-                refuse(host, refusal.code, &refusal.audit, client.as_deref())
+        Decision::Admit(admission) => match &config.replay_store {
+            ReplayStore::Local => {
+                let commit = admission.commit(host.store(), now);
+                apply(host, cluster_header, commit, client.as_deref())
             }
-            Commit::Apply(rewrite) => {
-                let applied = host
-                    .set_request_header(":path", Some(rewrite.path.as_bytes()))
-                    .and_then(|()| {
-                        host.set_request_header(":authority", Some(rewrite.authority.as_bytes()))
-                    })
-                    .and_then(|()| {
-                        host.set_request_header(cluster_header, Some(rewrite.cluster.as_bytes()))
+            // Only a request that passed every other check reaches etcd.
+            ReplayStore::Etcd(store) => match admission.defer() {
+                Deferred::Apply(rewrite) => apply(
+                    host,
+                    cluster_header,
+                    Commit::Apply(rewrite),
+                    client.as_deref(),
+                ),
+                Deferred::Wait(pending) => {
+                    let started_ms = host.now_ms();
+                    let (claim, call) = store.claim(pending.one_time(), started_ms);
+                    let waiting = Box::new(Waiting {
+                        pending,
+                        claim,
+                        started_ms,
+                        client,
                     });
-                if applied.is_err() {
-                    // Never forward a half-rewritten request (it would carry
-                    // the token upstream); the link is spent, as for any
-                    // admission that ESXi then fails.
-                    return refuse(host, Code::GatewayError, &rewrite.audit, client.as_deref());
+                    send(host, store, cluster_header, waiting, &call)
                 }
-                host.clear_route_cache();
-                finish(host, Code::Admitted, &rewrite.audit, client.as_deref());
-                Next::Continue
-            }
+            },
         },
     }
+}
+
+/// Handles etcd's answer to the call in flight for `waiting`.
+pub fn on_store_answer<H: Host>(
+    host: &H,
+    config: &Config,
+    mut waiting: Box<Waiting>,
+    answer: Answer<'_>,
+) -> Next {
+    let cluster_header = config.upstreams.cluster_header.as_str();
+    let ReplayStore::Etcd(store) = &config.replay_store else {
+        // Only an etcd store sends calls; anything else is the host's bug.
+        return settle(
+            host,
+            cluster_header,
+            waiting,
+            Outcome::Unavailable(Failure::Error),
+        );
+    };
+    match waiting.claim.on_answer(answer, host.now_ms()) {
+        Step::Send(call) => send(host, store, cluster_header, waiting, &call),
+        Step::Done(outcome) => {
+            if let Outcome::Unavailable(_) = outcome {
+                // What etcd said, for the operator; never the key or link.
+                host.log_error(&format!(
+                    r#"{{"mksgate":"replay_store","outcome":"{}","detail":"{}"}}"#,
+                    outcome.as_str(),
+                    mksgate_core::etcd::failure_detail(&answer)
+                ));
+            }
+            settle(host, cluster_header, waiting, outcome)
+        }
+    }
+}
+
+fn send<H: Host>(
+    host: &H,
+    store: &EtcdStore,
+    cluster_header: &str,
+    waiting: Box<Waiting>,
+    call: &Call,
+) -> Next {
+    match host.dispatch(store, call) {
+        Ok(()) => Next::Wait(waiting),
+        Err(HostRefused) => settle(
+            host,
+            cluster_header,
+            waiting,
+            Outcome::Unavailable(Failure::Error),
+        ),
+    }
+}
+
+/// The store's outcome decides. Only a call's answer can admit, and the
+/// request is paused then: resume it.
+fn settle<H: Host>(
+    host: &H,
+    cluster_header: &str,
+    waiting: Box<Waiting>,
+    outcome: Outcome,
+) -> Next {
+    host.store_outcome(outcome, host.now_ms() - waiting.started_ms);
+    let Waiting {
+        pending, client, ..
+    } = *waiting;
+    let next = apply(
+        host,
+        cluster_header,
+        pending.settle(outcome),
+        client.as_deref(),
+    );
+    if matches!(next, Next::Continue) {
+        host.resume();
+    }
+    next
+}
+
+/// Applies a committed admission (or its refusal).
+fn apply<H: Host>(
+    host: &H,
+    cluster_header: &str,
+    commit: Commit<'_>,
+    client: Option<&str>,
+) -> Next {
+    let rewrite: Rewrite<'_> = match commit {
+        Commit::Refuse(refusal) => return refuse(host, refusal.code, &refusal.audit, client),
+        Commit::Apply(rewrite) => rewrite,
+    };
+    let applied = host
+        .set_request_header(":path", Some(rewrite.path.as_bytes()))
+        .and_then(|()| host.set_request_header(":authority", Some(rewrite.authority.as_bytes())))
+        .and_then(|()| host.set_request_header(cluster_header, Some(rewrite.cluster.as_bytes())));
+    if applied.is_err() {
+        // Never forward a half-rewritten request (it would carry the token
+        // upstream); the link is spent, as for any admission that ESXi then
+        // fails.
+        return refuse(host, Code::GatewayError, &rewrite.audit, client);
+    }
+    host.clear_route_cache();
+    finish(host, Code::Admitted, &rewrite.audit, client);
+    Next::Continue
 }
 
 fn finish<H: Host>(host: &H, code: Code, audit: &Audit, client: Option<&str>) {

@@ -4,10 +4,11 @@
 //! client sends can make this panic.
 
 use crate::abi;
-use crate::console::{self, Host, HostRefused, Next};
+use crate::console::{self, Host, HostRefused, Next, Waiting};
 use crate::header_map::HeaderMap;
 use crate::host::EnvoySharedData;
 use crate::root::Ready;
+use mksgate_core::etcd::{Answer, Call, EtcdStore, Outcome, MAX_ANSWER_BYTES};
 use mksgate_core::replay::SharedStore;
 use mksgate_core::Code;
 use proxy_wasm::traits::{Context, HttpContext};
@@ -20,15 +21,60 @@ const DECISION_PROPERTY: &str = "mksgate_decision";
 
 pub struct Console {
     ready: Option<Rc<Ready>>,
+    /// Set while etcd is asked about this request's link.
+    waiting: Option<Box<Waiting>>,
 }
 
 impl Console {
     pub fn new(ready: Option<Rc<Ready>>) -> Console {
-        Console { ready }
+        Console {
+            ready,
+            waiting: None,
+        }
+    }
+
+    fn next(&mut self, next: Next) -> Action {
+        match next {
+            Next::Continue => Action::Continue,
+            Next::Stop => Action::Pause,
+            Next::Wait(waiting) => {
+                self.waiting = Some(waiting);
+                Action::Pause
+            }
+        }
     }
 }
 
-impl Context for Console {}
+impl Context for Console {
+    /// etcd's answer. Envoy cancels a stream's calls when the stream goes,
+    /// so this only runs while the request is still paused for it.
+    fn on_http_call_response(
+        &mut self,
+        _token_id: u32,
+        _num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        let (Some(ready), Some(waiting)) = (self.ready.clone(), self.waiting.take()) else {
+            return;
+        };
+        let host = Envoy {
+            ready: Some(&ready),
+        };
+        let (status, body) = abi::http_call_response(body_size, MAX_ANSWER_BYTES);
+        let answer = match (status, &body) {
+            (Some(status), Some(body)) => Answer::Response { status, body },
+            // An oversized body is no answer of etcd's: an error.
+            (Some(_), None) => Answer::Response {
+                status: 0,
+                body: &[],
+            },
+            (None, _) => Answer::NoResponse { timed_out: false },
+        };
+        let next = console::on_store_answer(&host, &ready.config, waiting, answer);
+        let _ = self.next(next);
+    }
+}
 
 impl HttpContext for Console {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
@@ -36,10 +82,8 @@ impl HttpContext for Console {
             ready: self.ready.as_deref(),
         };
         let config = self.ready.as_deref().map(|r| &r.config);
-        match console::on_request_headers(&host, config) {
-            Next::Continue => Action::Continue,
-            Next::Stop => Action::Pause,
-        }
+        let next = console::on_request_headers(&host, config);
+        self.next(next)
     }
 }
 
@@ -98,5 +142,31 @@ impl Host for Envoy<'_> {
 
     fn store(&self) -> &dyn SharedStore {
         &EnvoySharedData
+    }
+
+    fn now_ms(&self) -> i64 {
+        abi::now_millis()
+    }
+
+    fn dispatch(&self, store: &EtcdStore, call: &Call) -> Result<(), HostRefused> {
+        abi::dispatch_post(
+            &store.cluster,
+            &store.authority,
+            call.path,
+            call.body.as_bytes(),
+            call.timeout_ms,
+        )
+        .map(|_token| ())
+        .map_err(|_| HostRefused)
+    }
+
+    fn resume(&self) {
+        abi::resume_request();
+    }
+
+    fn store_outcome(&self, outcome: Outcome, elapsed_ms: i64) {
+        if let Some(ready) = self.ready {
+            ready.metrics.store_outcome(outcome, elapsed_ms);
+        }
     }
 }

@@ -5,21 +5,52 @@
 //! Prometheus.
 
 use crate::abi;
+use mksgate_core::etcd::Outcome;
 use mksgate_core::Code;
 
 #[derive(Debug, Default)]
 pub struct Metrics {
     /// Metric ids, indexed like `Code::ALL`; `None` if the host refused one.
     ids: Vec<Option<u32>>,
+    /// With the etcd store: a counter per outcome (`Outcome::ALL`'s order)
+    /// and the latency histogram.
+    store: Vec<Option<u32>>,
+    store_latency: Option<u32>,
 }
 
 impl Metrics {
-    pub fn define() -> Metrics {
+    /// The decision counters, and with `etcd` the store's metrics:
+    /// `mksgate.replay_store.<outcome>` and `mksgate.replay_store.latency_ms`.
+    pub fn define(etcd: bool) -> Metrics {
         let ids = Code::ALL
             .iter()
             .map(|code| abi::define_counter(&format!("mksgate.decision.{}", code.as_str())).ok())
             .collect();
-        Metrics { ids }
+        let (store, store_latency) = if etcd {
+            let counters = Outcome::ALL
+                .iter()
+                .map(|o| abi::define_counter(&format!("mksgate.replay_store.{}", o.as_str())).ok())
+                .collect();
+            let latency = abi::define_histogram("mksgate.replay_store.latency_ms").ok();
+            (counters, latency)
+        } else {
+            (Vec::new(), None)
+        };
+        Metrics {
+            ids,
+            store,
+            store_latency,
+        }
+    }
+
+    pub fn store_outcome(&self, outcome: Outcome, elapsed_ms: i64) {
+        let index = Outcome::ALL.iter().position(|o| *o == outcome);
+        if let Some(Some(id)) = index.and_then(|i| self.store.get(i)) {
+            abi::increment(*id);
+        }
+        if let Some(id) = self.store_latency {
+            abi::record(id, u64::try_from(elapsed_ms).unwrap_or(0));
+        }
     }
 
     pub fn count(&self, code: Code) {

@@ -6,7 +6,7 @@ use crate::abi;
 use crate::host::EnvoySharedData;
 use crate::http::Console;
 use crate::metrics::Metrics;
-use mksgate_core::{replay, Config};
+use mksgate_core::{replay, Config, ReplayStore};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 use std::rc::Rc;
@@ -39,22 +39,24 @@ impl RootContext for Root {
                 return false;
             }
         };
-        if config.one_time_links && replay::init(&EnvoySharedData).is_err() {
+        let etcd = matches!(config.replay_store, ReplayStore::Etcd(_));
+        if config.one_time_links && !etcd && replay::init(&EnvoySharedData).is_err() {
             log::error!(
                 "mksgate: config refused: one_time_links: the host's shared data is unavailable"
             );
             return false;
         }
         log::info!(
-            "mksgate: configured: {} key(s), {} host(s), {} suffix(es), one_time_links={}",
+            "mksgate: configured: {} key(s), {} host(s), {} suffix(es), one_time_links={}, replay_store={}",
             config.keys.len(),
             config.upstreams.hosts.len(),
             config.upstreams.host_suffixes.len(),
-            config.one_time_links
+            config.one_time_links,
+            if etcd { "etcd" } else { "local" }
         );
         self.ready = Some(Rc::new(Ready {
             config,
-            metrics: Metrics::define(),
+            metrics: Metrics::define(etcd),
         }));
         true
     }

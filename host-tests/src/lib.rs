@@ -20,6 +20,8 @@ pub mod clients;
 pub mod demo;
 pub mod dns;
 pub mod envoy;
+pub mod etcd;
+pub mod fleet;
 pub mod gateway;
 pub mod hostile;
 pub mod io;

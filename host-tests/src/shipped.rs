@@ -70,7 +70,12 @@ fn common(text: &str) -> Result<String> {
 
 /// `envoy/static-clusters.yaml` with its two ESXi hosts at `esxi`.
 pub fn static_clusters(esxi: &[Upstream; 2]) -> Result<String> {
-    let text = common(&read_envoy_file("static-clusters.yaml")?)?;
+    static_clusters_from(&read_envoy_file("static-clusters.yaml")?, esxi)
+}
+
+/// A file laid out as `static-clusters.yaml`, its two ESXi hosts at `esxi`.
+fn static_clusters_from(text: &str, esxi: &[Upstream; 2]) -> Result<String> {
+    let text = common(text)?;
     replace_exact(
         &text,
         &[
@@ -97,6 +102,51 @@ pub fn static_clusters(esxi: &[Upstream; 2]) -> Result<String> {
             (
                 "2222222222222222222222222222222222222222222222222222222222222222",
                 esxi[1].pin.clone(),
+            ),
+        ],
+    )
+}
+
+/// Files `fleet.yaml` points at for Envoy's client certificate to etcd.
+pub const ETCD_CLIENT_CERT_FILE: &str = "etcd-client.crt";
+pub const ETCD_CLIENT_KEY_FILE: &str = "etcd-client.key";
+pub const ETCD_CA_FILE: &str = "etcd-ca.crt";
+
+/// `envoy/fleet.yaml` with its two ESXi hosts at `esxi` and its three etcd
+/// members at `etcd` (the client certificate and CA go in the `ETCD_*`
+/// files).
+pub fn fleet(esxi: &[Upstream; 2], etcd: &[SocketAddr; 3]) -> Result<String> {
+    let text = static_clusters_from(&read_envoy_file("fleet.yaml")?, esxi)?;
+    let member = |i: usize| {
+        (
+            format!(
+                "socket_address: {{ address: 10.0.1.1{}, port_value: 2379 }} }} }}   # CHANGE",
+                i + 1
+            ),
+            format!(
+                "socket_address: {{ address: {}, port_value: {} }} }} }}",
+                etcd[i].ip(),
+                etcd[i].port()
+            ),
+        )
+    };
+    replace_exact(
+        &text,
+        &[
+            member(0),
+            member(1),
+            member(2),
+            (
+                "/etc/mksgate/etcd/client.crt }   # CHANGE".into(),
+                format!("@TMPDIR@/{ETCD_CLIENT_CERT_FILE} }}"),
+            ),
+            (
+                "/etc/mksgate/etcd/client.key }         # CHANGE".into(),
+                format!("@TMPDIR@/{ETCD_CLIENT_KEY_FILE} }}"),
+            ),
+            (
+                "/etc/mksgate/etcd/ca.crt }              # CHANGE".into(),
+                format!("@TMPDIR@/{ETCD_CA_FILE} }}"),
             ),
         ],
     )

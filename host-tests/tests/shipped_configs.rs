@@ -26,15 +26,17 @@ use mksgate_host_tests::tls::{CertKey, TestCa};
 use serde_json::Value;
 
 /// The Envoy configs (paths relative to `envoy/`) and the Istio files.
-const ENVOY_CONFIGS: [&str; 4] = [
+const ENVOY_CONFIGS: [&str; 5] = [
     "static-clusters.yaml",
     "dynamic.yaml",
+    "fleet.yaml",
     "rotation/bootstrap.yaml",
     "rotation/listeners.yaml",
 ];
-const ISTIO_FILES: [&str; 7] = [
+const ISTIO_FILES: [&str; 8] = [
     "access-log.yaml",
     "esxi-hosts.yaml",
+    "etcd.yaml",
     "gateway-env-patch.yaml",
     "gateway.yaml",
     "handshake-limits.yaml",
@@ -75,6 +77,11 @@ impl Etc {
         std::fs::write(dir.join("tls/gateway.key"), &gw.key_pem).unwrap();
         let ca = TestCa::new("mksgate test VMCA").unwrap();
         std::fs::write(dir.join("tls/esxi-ca.pem"), ca.cert_pem()).unwrap();
+        std::fs::create_dir_all(dir.join("etcd")).unwrap();
+        let client = ca.issue(&["mksgate-gateway"]).unwrap();
+        std::fs::write(dir.join("etcd/client.crt"), client.chain_pem()).unwrap();
+        std::fs::write(dir.join("etcd/client.key"), &client.key_pem).unwrap();
+        std::fs::write(dir.join("etcd/ca.crt"), ca.cert_pem()).unwrap();
         std::fs::copy(
             shipped::module_path().unwrap(),
             dir.join("mksgate_filter.wasm"),
@@ -121,6 +128,72 @@ fn static_clusters_yaml_validates() {
     validate(
         "static-clusters.yaml",
         &etc.paths(&read_envoy_file("static-clusters.yaml").unwrap()),
+    );
+}
+
+#[test]
+fn fleet_yaml_validates() {
+    let etc = Etc::new();
+    validate(
+        "fleet.yaml",
+        &etc.paths(&read_envoy_file("fleet.yaml").unwrap()),
+    );
+}
+
+/// The fleet layout is the static one plus the etcd store: the
+/// `replay_store` block of the plugin configuration and the `mksgate_etcd`
+/// cluster, nothing else.
+#[test]
+fn fleet_is_static_clusters_but_for_the_etcd_store() {
+    let mut fleet = yaml("fleet.yaml");
+    let stat = yaml("static-clusters.yaml");
+    let clusters = fleet["static_resources"]["clusters"]
+        .as_array_mut()
+        .unwrap();
+    let etcd = clusters.pop().unwrap();
+    assert_eq!(etcd["name"], "mksgate_etcd");
+    let tls = &etcd["transport_socket"]["typed_config"]["common_tls_context"];
+    assert!(
+        tls["tls_certificates"][0]["certificate_chain"].is_object(),
+        "a client certificate"
+    );
+    assert!(
+        tls["validation_context"]["trusted_ca"].is_object(),
+        "etcd's CA"
+    );
+    assert_eq!(
+        etcd["health_checks"][0]["http_health_check"]["path"],
+        "/health"
+    );
+    let mut listener = fleet["static_resources"]["listeners"][0].clone();
+    let raw = wasm_filter_mut(&mut listener)["config"]["configuration"]["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut plugin: Value = serde_json::from_str(&raw).unwrap();
+    let store = plugin
+        .as_object_mut()
+        .unwrap()
+        .remove("replay_store")
+        .unwrap();
+    assert_eq!(store["etcd"]["cluster"], "mksgate_etcd");
+    // The plugin config as the static layout has it, otherwise.
+    let mut static_listener = stat["static_resources"]["listeners"][0].clone();
+    let static_raw = wasm_filter_mut(&mut static_listener)["config"]["configuration"]["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let static_plugin: Value = serde_json::from_str(&static_raw).unwrap();
+    assert_eq!(plugin, static_plugin);
+    wasm_filter_mut(&mut listener)["config"]["configuration"]["value"] = Value::Null;
+    wasm_filter_mut(&mut static_listener)["config"]["configuration"]["value"] = Value::Null;
+    assert_eq!(listener, static_listener);
+    fleet["static_resources"]["listeners"][0] = Value::Null;
+    let mut stat = stat;
+    stat["static_resources"]["listeners"][0] = Value::Null;
+    assert_eq!(
+        fleet, stat,
+        "envoy/fleet.yaml drifted from envoy/static-clusters.yaml beyond the etcd store"
     );
 }
 
@@ -377,6 +450,10 @@ fn istio_yamls_parse_with_expected_kinds() {
         ]
     );
     assert_eq!(
+        kinds(&yaml_docs("istio/etcd.yaml")),
+        vec![pair(net, "ServiceEntry"), pair(net, "DestinationRule")]
+    );
+    assert_eq!(
         kinds(&yaml_docs("istio/handshake-limits.yaml")),
         vec![pair("networking.istio.io/v1alpha3", "EnvoyFilter")]
     );
@@ -398,6 +475,7 @@ fn istio_yamls_parse_with_expected_kinds() {
         .chain(&yaml_docs("istio/gateway.yaml"))
         .chain(&yaml_docs("istio/wasmplugin.yaml"))
         .chain(&yaml_docs("istio/handshake-limits.yaml"))
+        .chain(&yaml_docs("istio/etcd.yaml"))
         .chain([secret])
     {
         assert!(d["metadata"]["name"].is_string(), "{d}");
@@ -631,4 +709,35 @@ fn handshake_limits_are_the_same_in_every_kit() {
         istio, envoy,
         "envoy/istio/handshake-limits.yaml differs from envoy/static-clusters.yaml's limits"
     );
+}
+
+/// The Istio etcd kit: the cluster name it tells the user to put in the
+/// WasmPlugin is the one Istio builds for its ServiceEntry, that name is a
+/// valid `replay_store.etcd.cluster`, and the gateway presents a client
+/// certificate.
+#[test]
+fn istio_etcd_kit_names_the_cluster_istio_builds() {
+    let text = read_envoy_file("istio/etcd.yaml").unwrap();
+    let docs = yaml_docs("istio/etcd.yaml");
+    let host = docs[0]["spec"]["hosts"][0].as_str().unwrap();
+    let port = docs[0]["spec"]["ports"][0]["number"].as_u64().unwrap();
+    assert_eq!(docs[0]["spec"]["ports"][0]["protocol"], "HTTP");
+    let cluster = format!("outbound|{port}||{host}");
+    assert!(
+        text.contains(&format!(r#"cluster: "{cluster}""#)),
+        "{cluster}"
+    );
+    assert!(text.contains(&format!("authority: {host}")));
+    assert_eq!(docs[1]["spec"]["host"], host);
+    assert_eq!(docs[1]["spec"]["trafficPolicy"]["tls"]["mode"], "MUTUAL");
+    // The pluginConfig it describes parses, with the shipped plugin config.
+    let plugin = &yaml_docs("istio/wasmplugin.yaml")[0]["spec"]["pluginConfig"];
+    let mut config = plugin.clone();
+    config["replay_store"] = serde_json::json!({"etcd": {"cluster": cluster, "authority": host}});
+    config["keys"] = serde_json::json!([{"kid": "k", "alg": "HS256", "secret_base64url": encode_secret(&[7u8; 32])}]);
+    let parsed = mksgate_core::Config::parse(config.to_string().as_bytes(), &|_| None).unwrap();
+    assert!(matches!(
+        parsed.replay_store,
+        mksgate_core::ReplayStore::Etcd(_)
+    ));
 }

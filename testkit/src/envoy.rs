@@ -51,17 +51,6 @@ impl Default for EnvoyOpts {
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
-fn unique_dir(prefix: &str) -> Result<PathBuf> {
-    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let dir = std::env::temp_dir().join(format!("{prefix}-{}-{n}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    Ok(dir)
-}
-
 /// A `--base-id` no other Envoy of this machine's test runs uses.
 pub fn unique_base_id() -> u32 {
     let n = COUNTER.fetch_add(1, Ordering::SeqCst);
@@ -89,7 +78,7 @@ impl EnvoyProcess {
     /// Envoy on it (not waiting for it: see [`EnvoyProcess::wait_ready`]).
     pub fn spawn(config_yaml: &str, opts: &EnvoyOpts) -> Result<EnvoyProcess> {
         let bin = envoy_bin()?;
-        let dir = unique_dir("mksgate-envoy")?;
+        let dir = crate::paths::unique_dir("mksgate-envoy")?;
         for (name, data) in &opts.files {
             std::fs::write(dir.join(name), data).with_context(|| format!("writing {name}"))?;
         }
@@ -266,7 +255,7 @@ pub fn wait_live(admin: SocketAddr, proc: &mut Proc, timeout: Duration) -> Resul
 /// `Ok(output)` if valid, otherwise an error carrying Envoy's output.
 pub fn validate(config_yaml: &str, env: &[(String, String)]) -> Result<String> {
     let bin = envoy_bin()?;
-    let dir = unique_dir("mksgate-envoy-validate")?;
+    let dir = crate::paths::unique_dir("mksgate-envoy-validate")?;
     let cfg_path = dir.join("envoy.yaml");
     std::fs::write(
         &cfg_path,

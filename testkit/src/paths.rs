@@ -67,6 +67,22 @@ fn resolve_envoy_bin(env: Option<std::ffi::OsString>) -> Result<PathBuf> {
     Ok(path)
 }
 
+static UNIQUE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// A fresh directory under the system temp dir, named `<prefix>-<pid>-…`
+/// so that parallel tests and runs never share one.
+pub fn unique_dir(prefix: &str) -> Result<PathBuf> {
+    use anyhow::Context as _;
+    let n = UNIQUE.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let dir = std::env::temp_dir().join(format!("{prefix}-{}-{n}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

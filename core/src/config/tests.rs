@@ -263,3 +263,98 @@ fn longest_suffix_wins_and_ips_never_match_suffixes() {
     assert_eq!(c.upstreams.cluster_for(&host("evil-lab")), None);
     assert_eq!(c.upstreams.cluster_for(&host("lab.evil")), None);
 }
+
+fn with_store(store: serde_json::Value) -> serde_json::Value {
+    let mut v = minimal();
+    v["replay_store"] = store;
+    v
+}
+
+#[test]
+fn replay_store_defaults_to_the_local_table() {
+    assert_eq!(parse(&minimal()).unwrap().replay_store, ReplayStore::Local);
+}
+
+#[test]
+fn replay_store_etcd_as_the_contract_gives_it() {
+    let c = parse(&with_store(json!({"etcd": {
+        "cluster": "mksgate_etcd",
+        "authority": "etcd",
+        "key_prefix": "/mksgate/links/",
+        "timeout_ms": 1500
+    }})))
+    .unwrap();
+    let ReplayStore::Etcd(store) = c.replay_store else {
+        panic!("expected etcd");
+    };
+    assert_eq!(
+        (store.cluster.as_str(), store.authority.as_str()),
+        ("mksgate_etcd", "etcd")
+    );
+    assert_eq!(store.key_prefix, "/mksgate/links/");
+    assert_eq!(store.timeout_ms, 1500);
+    // Defaults: authority = cluster, the documented prefix and timeout.
+    let c = parse(&with_store(
+        json!({"etcd": {"cluster": "outbound|2379||etcd.db.svc"}}),
+    ))
+    .unwrap();
+    let ReplayStore::Etcd(store) = c.replay_store else {
+        panic!("expected etcd");
+    };
+    assert_eq!(store.authority, "outbound|2379||etcd.db.svc");
+    assert_eq!(store.key_prefix, "/mksgate/links/");
+    assert_eq!(store.timeout_ms, 1500);
+}
+
+#[test]
+fn replay_store_errors_name_the_field() {
+    let cases = [
+        (json!({"etcd": {}}), "replay_store.etcd.cluster"),
+        (
+            json!({"etcd": {"cluster": ""}}),
+            "replay_store.etcd.cluster",
+        ),
+        (json!({"etcd": {"cluster": 7}}), "replay_store.etcd.cluster"),
+        (
+            json!({"etcd": {"cluster": "c", "authority": "a b"}}),
+            "replay_store.etcd.authority",
+        ),
+        (
+            json!({"etcd": {"cluster": "c", "key_prefix": "links/"}}),
+            "replay_store.etcd.key_prefix",
+        ),
+        (
+            json!({"etcd": {"cluster": "c", "key_prefix": ""}}),
+            "replay_store.etcd.key_prefix",
+        ),
+        (
+            json!({"etcd": {"cluster": "c", "timeout_ms": 0}}),
+            "replay_store.etcd.timeout_ms",
+        ),
+        (
+            json!({"etcd": {"cluster": "c", "timeout_ms": 10001}}),
+            "replay_store.etcd.timeout_ms",
+        ),
+        (
+            json!({"etcd": {"cluster": "c", "timeout_ms": 1.5}}),
+            "replay_store.etcd.timeout_ms",
+        ),
+        (
+            json!({"etcd": {"cluster": "c", "timeout": 5}}),
+            "replay_store.etcd.timeout",
+        ),
+        (json!({"redis": {}}), "replay_store.redis"),
+        (json!({}), "replay_store.etcd"),
+        (json!("etcd"), "replay_store"),
+    ];
+    for (store, field) in cases {
+        let e = error_of(with_store(store.clone()));
+        assert_eq!(e.field, field, "{store} -> {e}");
+    }
+    // A store with single use off is a mistake, not a silent downgrade.
+    let mut v = with_store(json!({"etcd": {"cluster": "c"}}));
+    v["one_time_links"] = json!(false);
+    let e = error_of(v);
+    assert_eq!(e.field, "replay_store");
+    assert!(e.reason.contains("one_time_links"), "{e}");
+}

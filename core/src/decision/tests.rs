@@ -564,7 +564,7 @@ fn row_replayed_is_decided_with_the_store() {
     };
     assert_eq!(
         (
-            rewrite.cluster,
+            rewrite.cluster.as_ref(),
             rewrite.path.as_str(),
             rewrite.authority.as_str()
         ),
@@ -721,5 +721,43 @@ proptest! {
             ..Default::default()
         };
         let _ = decide(&cfg, &facts, NOW);
+    }
+}
+
+#[test]
+fn a_deferred_admission_is_applied_only_when_the_store_recorded_it() {
+    use crate::etcd::{Failure, Outcome};
+    let c = config();
+    let outcomes = [
+        (Outcome::Recorded, None),
+        (Outcome::Replayed, Some(Code::Replayed)),
+        (
+            Outcome::Unavailable(Failure::Timeout),
+            Some(Code::ReplayUnavailable),
+        ),
+        (
+            Outcome::Unavailable(Failure::Error),
+            Some(Code::ReplayUnavailable),
+        ),
+    ];
+    for (outcome, refused) in outcomes {
+        let Decision::Admit(admission) = Req::ws(link(&claims())).decide(&c, NOW) else {
+            panic!("not admitted");
+        };
+        let Deferred::Wait(pending) = admission.defer() else {
+            panic!("one-time links are on");
+        };
+        assert_eq!(
+            pending.one_time().remember_until,
+            NOW + 60 + c.clock_skew_seconds
+        );
+        match (pending.settle(outcome), refused) {
+            (Commit::Apply(rewrite), None) => {
+                assert_eq!(rewrite.cluster, "esxi_vesxi01");
+                assert!(rewrite.path.starts_with("/ticket/"));
+            }
+            (Commit::Refuse(refusal), Some(code)) => assert_eq!(refusal.code, code),
+            (other, want) => panic!("{outcome:?}: {other:?}, wanted {want:?}"),
+        }
     }
 }

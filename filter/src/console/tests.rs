@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::header_map::{serialize, HeaderMap};
+use mksgate_core::etcd::{Call as EtcdCall, Failure};
 use mksgate_core::jws::{self, Alg, Key};
 use mksgate_core::replay::tests_support::EnvoyLikeStore;
 use std::cell::RefCell;
@@ -30,6 +31,16 @@ fn link(jti: &str) -> String {
     )
 }
 
+/// A `Next` by name (a waiting request holds the claim, which has no
+/// equality).
+fn kind(next: Next) -> &'static str {
+    match next {
+        Next::Continue => "continue",
+        Next::Stop => "stop",
+        Next::Wait(_) => "wait",
+    }
+}
+
 /// One call the shim made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Call {
@@ -40,6 +51,9 @@ enum Call {
     Decision(Code),
     Info(String),
     Error(String),
+    Dispatch(&'static str, String),
+    Resume,
+    StoreOutcome(Outcome),
 }
 
 #[derive(Default)]
@@ -48,6 +62,8 @@ struct Mock {
     calls: RefCell<Vec<Call>>,
     store: EnvoyLikeStore,
     refuse_header_writes: bool,
+    refuse_dispatch: bool,
+    now_ms: std::cell::Cell<i64>,
 }
 
 impl Mock {
@@ -161,6 +177,29 @@ impl Host for Mock {
     fn store(&self) -> &dyn SharedStore {
         &self.store
     }
+    fn now_ms(&self) -> i64 {
+        NOW * 1000 + self.now_ms.get()
+    }
+    fn dispatch(&self, store: &EtcdStore, call: &EtcdCall) -> Result<(), HostRefused> {
+        assert_eq!(
+            (store.cluster.as_str(), store.authority.as_str()),
+            ("mksgate_etcd", "etcd")
+        );
+        self.calls
+            .borrow_mut()
+            .push(Call::Dispatch(call.path, call.body.clone()));
+        if self.refuse_dispatch {
+            Err(HostRefused)
+        } else {
+            Ok(())
+        }
+    }
+    fn resume(&self) {
+        self.calls.borrow_mut().push(Call::Resume);
+    }
+    fn store_outcome(&self, outcome: Outcome, _elapsed_ms: i64) {
+        self.calls.borrow_mut().push(Call::StoreOutcome(outcome));
+    }
 }
 
 #[test]
@@ -169,7 +208,7 @@ fn a_latin1_cookie_next_to_a_valid_link_is_admitted_and_rewritten() {
         &link("j-1"),
         &[(b"cookie", b"a=Espa\xf1a"), (b"user-agent", b"\xa1\xb1")],
     );
-    assert_eq!(mock.run(), Next::Continue);
+    assert_eq!(kind(mock.run()), "continue");
     assert_eq!(
         mock.sets(),
         [
@@ -189,8 +228,8 @@ fn a_latin1_cookie_next_to_a_valid_link_is_admitted_and_rewritten() {
 #[test]
 fn the_second_use_of_a_link_is_replayed() {
     let mock = Mock::upgrade(&link("j-2"), &[]);
-    assert_eq!(mock.run(), Next::Continue);
-    assert_eq!(mock.run(), Next::Stop);
+    assert_eq!(kind(mock.run()), "continue");
+    assert_eq!(kind(mock.run()), "stop");
     assert_eq!(mock.replied(), Some((403, Some("replayed".into()))));
     assert!(mock.sets().is_empty(), "a refused request is not rewritten");
     assert!(mock.calls().contains(&Call::Count(Code::Replayed)));
@@ -204,7 +243,7 @@ fn a_non_utf8_header_the_decision_reads_is_malformed_request() {
         (b"x-mksgate-cluster", "cluster header"),
     ] {
         let mock = Mock::upgrade(&link("j-3"), &[(name, b"\xe9")]);
-        assert_eq!(mock.run(), Next::Stop, "{header}");
+        assert_eq!(kind(mock.run()), "stop", "{header}");
         assert_eq!(
             mock.replied(),
             Some((400, Some("malformed_request".into())))
@@ -227,7 +266,7 @@ fn a_client_cluster_header_is_stripped_on_every_path() {
         (b":path", b"/healthz"),
         (b"x-mksgate-cluster", b"esxi_vesxi01"),
     ]);
-    assert_eq!(mock.run(), Next::Continue);
+    assert_eq!(kind(mock.run()), "continue");
     assert_eq!(
         mock.calls(),
         [
@@ -241,7 +280,7 @@ fn a_client_cluster_header_is_stripped_on_every_path() {
         (b":path", b"/healthz"),
         (b"x", b"\xff"),
     ]);
-    assert_eq!(plain.run(), Next::Continue);
+    assert_eq!(kind(plain.run()), "continue");
     assert!(plain.calls().is_empty());
 }
 
@@ -250,12 +289,12 @@ fn a_refused_header_write_is_gateway_error_never_half_applied() {
     // The strip of a client's cluster header.
     let mut strip = Mock::with(&[(b":path", b"/healthz"), (b"x-mksgate-cluster", b"x")]);
     strip.refuse_header_writes = true;
-    assert_eq!(strip.run(), Next::Stop);
+    assert_eq!(kind(strip.run()), "stop");
     assert_eq!(strip.replied(), Some((503, Some("gateway_error".into()))));
     // The admission's rewrite: refused, and the request is not forwarded.
     let mut rewrite = Mock::upgrade(&link("j-4"), &[]);
     rewrite.refuse_header_writes = true;
-    assert_eq!(rewrite.run(), Next::Stop);
+    assert_eq!(kind(rewrite.run()), "stop");
     assert_eq!(rewrite.replied(), Some((503, Some("gateway_error".into()))));
     assert!(!rewrite.calls().contains(&Call::ClearRouteCache));
 }
@@ -266,19 +305,19 @@ fn headers_the_host_cannot_hand_over_are_refused_on_any_path() {
         headers: Some(vec![9, 0, 0, 0, 1]),
         ..Mock::default()
     };
-    assert_eq!(mock.run(), Next::Stop);
+    assert_eq!(kind(mock.run()), "stop");
     assert_eq!(
         mock.replied(),
         Some((400, Some("malformed_request".into())))
     );
     let none = Mock::default();
-    assert_eq!(none.run(), Next::Stop, "no headers at all");
+    assert_eq!(kind(none.run()), "stop", "no headers at all");
 }
 
 #[test]
 fn an_unconfigured_stream_is_refused() {
     let mock = Mock::upgrade(&link("j-5"), &[]);
-    assert_eq!(on_request_headers(&mock, None), Next::Stop);
+    assert_eq!(kind(on_request_headers(&mock, None)), "stop");
     assert_eq!(
         mock.replied(),
         Some((503, Some("mksgate_unconfigured".into())))
@@ -286,4 +325,123 @@ fn an_unconfigured_stream_is_refused() {
     // Counted and logged like every other decision.
     assert!(mock.calls().contains(&Call::Count(Code::Unconfigured)));
     assert!(mock.info()[0].contains(r#""code":"mksgate_unconfigured""#));
+}
+
+fn etcd_config() -> Config {
+    let json = serde_json::json!({
+        "keys": [{"kid": "k1", "alg": "HS256", "secret_base64url": jws::encode_secret(SECRET)}],
+        "allowed_origins": ["https://portal.example.com"],
+        "upstreams": {"hosts": {"vesxi01.sec.lab": "esxi_vesxi01"}},
+        "replay_store": {"etcd": {"cluster": "mksgate_etcd", "authority": "etcd"}}
+    });
+    Config::parse(json.to_string().as_bytes(), &|_| None).unwrap()
+}
+
+const CREATED: &[u8] = br#"{"header":{"revision":"2"},"succeeded":true}"#;
+const EXISTED: &[u8] = br#"{"header":{"revision":"2"}}"#;
+
+/// Runs the request headers with the etcd store; the claim it waits on.
+fn wait_on_etcd(mock: &Mock, config: &Config) -> Box<Waiting> {
+    mock.calls.borrow_mut().clear();
+    match on_request_headers(mock, Some(config)) {
+        Next::Wait(waiting) => waiting,
+        other => panic!("expected to wait for etcd, got {}", kind(other)),
+    }
+}
+
+#[test]
+fn with_etcd_an_admission_waits_and_is_applied_only_once_recorded() {
+    let config = etcd_config();
+    let mock = Mock::upgrade(&link("j-etcd"), &[]);
+    let waiting = wait_on_etcd(&mock, &config);
+    // Nothing applied yet: one transaction sent, no rewrite, no reply.
+    assert!(
+        matches!(mock.calls()[..], [Call::Dispatch("/v3/kv/txn", _)]),
+        "{:?}",
+        mock.calls()
+    );
+    assert!(mock.sets().is_empty());
+    mock.calls.borrow_mut().clear();
+    let answer = Answer::Response {
+        status: 200,
+        body: CREATED,
+    };
+    assert_eq!(
+        kind(on_store_answer(&mock, &config, waiting, answer)),
+        "continue"
+    );
+    let calls = mock.calls();
+    assert_eq!(calls[0], Call::StoreOutcome(Outcome::Recorded));
+    assert_eq!(
+        mock.sets().len(),
+        3,
+        "path, authority and cluster rewritten"
+    );
+    assert!(calls.contains(&Call::Decision(Code::Admitted)));
+    assert_eq!(calls.last(), Some(&Call::Resume));
+}
+
+#[test]
+fn with_etcd_recorded_before_is_replayed_and_failures_are_unavailable() {
+    let config = etcd_config();
+    let cases: [(Answer<'_>, Outcome, Code); 3] = [
+        (
+            Answer::Response {
+                status: 200,
+                body: EXISTED,
+            },
+            Outcome::Replayed,
+            Code::Replayed,
+        ),
+        (
+            Answer::Response {
+                status: 503,
+                body: b"{}",
+            },
+            Outcome::Unavailable(Failure::Error),
+            Code::ReplayUnavailable,
+        ),
+        (
+            Answer::NoResponse { timed_out: true },
+            Outcome::Unavailable(Failure::Timeout),
+            Code::ReplayUnavailable,
+        ),
+    ];
+    for (i, (answer, outcome, code)) in cases.into_iter().enumerate() {
+        let mock = Mock::upgrade(&link(&format!("j-{i}")), &[]);
+        let waiting = wait_on_etcd(&mock, &config);
+        mock.calls.borrow_mut().clear();
+        assert_eq!(
+            kind(on_store_answer(&mock, &config, waiting, answer)),
+            "stop"
+        );
+        assert_eq!(mock.calls()[0], Call::StoreOutcome(outcome));
+        assert_eq!(
+            mock.replied(),
+            Some((code.status(), Some(code.as_str().into())))
+        );
+        assert!(mock.sets().is_empty(), "nothing rewritten");
+        assert!(!mock.calls().contains(&Call::Resume), "never resumed");
+    }
+}
+
+#[test]
+fn with_etcd_a_refused_call_is_unavailable_and_refusals_never_ask_etcd() {
+    let config = etcd_config();
+    let mut mock = Mock::upgrade(&link("j-x"), &[]);
+    mock.refuse_dispatch = true;
+    mock.calls.borrow_mut().clear();
+    assert_eq!(kind(on_request_headers(&mock, Some(&config))), "stop");
+    assert_eq!(
+        mock.replied(),
+        Some((503, Some("replay_unavailable".into())))
+    );
+    // A forged link is refused before any call.
+    let forged = Mock::upgrade("/console?token=a.b.c", &[]);
+    forged.calls.borrow_mut().clear();
+    assert_eq!(kind(on_request_headers(&forged, Some(&config))), "stop");
+    assert!(!forged
+        .calls()
+        .iter()
+        .any(|c| matches!(c, Call::Dispatch(..))));
 }

@@ -27,8 +27,8 @@ use std::path::{Path, PathBuf};
 /// `proxy_on_log` (the SDK's only does `active_id = id` then calls the
 /// context's `on_log`, a no-op unless overridden; mksgate and the noop
 /// filter override none), every other HTTP callback (`proxy_on_request_body`,
-/// `_trailers`, `_metadata`, `proxy_on_response_*`), the out-call callbacks
-/// (`proxy_on_http_call_response`, `proxy_on_grpc_*`), `proxy_on_tick`,
+/// `_trailers`, `_metadata`, `proxy_on_response_*`), the gRPC out-call
+/// callbacks (`proxy_on_grpc_*`), `proxy_on_tick`,
 /// `proxy_on_queue_ready`, `proxy_on_foreign_function`, and the
 /// network-filter callbacks (`proxy_on_new_connection`,
 /// `proxy_on_downstream_data`, `proxy_on_upstream_data`,
@@ -72,6 +72,10 @@ pub const KEEP: &[(&str, &str)] = &[
     (
         "proxy_on_request_headers",
         "the one HTTP callback mksgate acts on",
+    ),
+    (
+        "proxy_on_http_call_response",
+        "etcd's answers (one-time links across a fleet); without it a request waiting for etcd hangs",
     ),
     (
         "proxy_on_done",

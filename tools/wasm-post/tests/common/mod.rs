@@ -23,6 +23,7 @@ pub const SHIPPED_EXPORTS: &[&str] = &[
     "proxy_on_vm_start",
     "proxy_on_configure",
     "proxy_on_request_headers",
+    "proxy_on_http_call_response",
     "proxy_on_done",
     "proxy_on_delete",
 ];
@@ -35,7 +36,6 @@ pub const REMOVED_CALLBACKS: &[&str] = &[
     "proxy_on_response_headers",
     "proxy_on_response_body",
     "proxy_on_response_trailers",
-    "proxy_on_http_call_response",
     "proxy_on_grpc_receive_initial_metadata",
     "proxy_on_grpc_receive",
     "proxy_on_grpc_receive_trailing_metadata",

@@ -1,0 +1,172 @@
+//! A fleet: several Envoys, each running the shipped `envoy/fleet.yaml`
+//! with the shipped module, on their own ports, in front of the same two
+//! ESXi stand-ins, all recording one-time links in one real 3-member etcd
+//! cluster (TLS with client certificates, as shipped).
+
+use crate::envoy::{Envoy, EnvoyOpts};
+use crate::etcd::EtcdCluster;
+use crate::shipped::{self, Upstream};
+use crate::standin::{Standin, StandinConfig};
+use crate::tls::{CertKey, Trust};
+use crate::wire::WireTarget;
+use crate::{link, loopback};
+use anyhow::{Context, Result};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+/// The gateways' name (certificate, SNI).
+pub const GATEWAY_NAME: &str = crate::gateway::GATEWAY_NAME;
+
+/// The etcd members' addresses.
+pub fn etcd_ips() -> [IpAddr; 3] {
+    [31, 32, 33].map(|n| IpAddr::V4(Ipv4Addr::new(127, 0, 0, n)))
+}
+
+pub struct Fleet {
+    pub etcd: EtcdCluster,
+    pub gateways: Vec<Envoy>,
+    /// Where each gateway's clients connect (TLS, SNI `GATEWAY_NAME`).
+    pub addrs: Vec<SocketAddr>,
+    pub standins: Vec<Standin>,
+    pub cert: CertKey,
+    secret: Vec<u8>,
+    yaml: String,
+    opts: EnvoyOpts,
+}
+
+impl Fleet {
+    /// `n` gateways with `concurrency` workers each, and a fresh etcd.
+    pub async fn start(n: usize, concurrency: u32) -> Result<Fleet> {
+        Fleet::start_with(n, concurrency, &[]).await
+    }
+
+    /// As `start`, with `edits` made to the shipped file first (each must
+    /// find its text): for a test that needs other link lifetimes.
+    pub async fn start_with(n: usize, concurrency: u32, edits: &[(&str, &str)]) -> Result<Fleet> {
+        let etcd = tokio::task::spawn_blocking(|| EtcdCluster::start(&etcd_ips(), true))
+            .await
+            .context("etcd start")??;
+        let mut standins = Vec::new();
+        for (i, (host, _)) in shipped::STATIC_HOSTS.iter().enumerate() {
+            let ip = loopback(2 + u8::try_from(i)?);
+            standins.push(Standin::start(StandinConfig::new(host, ip)).await?);
+        }
+        let upstreams = [0, 1].map(|i: usize| Upstream {
+            addr: standins[i].local_addr(),
+            pin: standins[i].cert_sha256_hex(),
+        });
+        let members = etcd.client_addrs();
+        let members: [SocketAddr; 3] = [members[0], members[1], members[2]];
+        let yaml = crate::envoy::replace_exact(&shipped::fleet(&upstreams, &members)?, edits)?;
+        let cert = CertKey::self_signed(&[GATEWAY_NAME])?;
+        let secret = link::random_bytes(32);
+        let tls = etcd.tls.as_ref().context("the fleet's etcd runs TLS")?;
+        let opts = EnvoyOpts {
+            concurrency: concurrency.max(1),
+            env: vec![(
+                shipped::KEY_ENV.to_string(),
+                mksgate_core::jws::encode_secret(&secret),
+            )],
+            files: vec![
+                (
+                    shipped::GATEWAY_CERT_FILE.into(),
+                    cert.chain_pem().into_bytes(),
+                ),
+                (
+                    shipped::GATEWAY_KEY_FILE.into(),
+                    cert.key_pem.clone().into_bytes(),
+                ),
+                (
+                    shipped::ETCD_CLIENT_CERT_FILE.into(),
+                    tls.client.chain_pem().into_bytes(),
+                ),
+                (
+                    shipped::ETCD_CLIENT_KEY_FILE.into(),
+                    tls.client.key_pem.clone().into_bytes(),
+                ),
+                (shipped::ETCD_CA_FILE.into(), tls.ca.cert_pem().into_bytes()),
+            ],
+            ready_timeout: Duration::from_secs(40),
+            component_log_level: std::env::var("FLEET_LOG").ok(),
+            ..EnvoyOpts::default()
+        };
+        let mut fleet = Fleet {
+            etcd,
+            gateways: Vec::new(),
+            addrs: Vec::new(),
+            standins,
+            cert,
+            secret,
+            yaml,
+            opts,
+        };
+        for _ in 0..n {
+            let (envoy, addr) = fleet.start_gateway().await?;
+            fleet.gateways.push(envoy);
+            fleet.addrs.push(addr);
+        }
+        Ok(fleet)
+    }
+
+    async fn start_gateway(&self) -> Result<(Envoy, SocketAddr)> {
+        let envoy = Envoy::start(&self.yaml, self.opts.clone())
+            .await
+            .context("starting a fleet gateway")?;
+        let port = envoy.port_for(shipped::LISTENER).await?;
+        Ok((envoy, SocketAddr::new(loopback(1), port)))
+    }
+
+    /// Stops gateway `g` and starts a new Envoy in its place (empty shared
+    /// data, a new port).
+    pub async fn restart_gateway(&mut self, g: usize) -> Result<()> {
+        self.gateways[g].stop(Duration::from_secs(2));
+        let (envoy, addr) = self.start_gateway().await?;
+        self.gateways[g] = envoy;
+        self.addrs[g] = addr;
+        Ok(())
+    }
+
+    /// A fresh, valid console path for stand-in `i % 2`, signed as the
+    /// portal would, with a link lifetime of `ttl` seconds.
+    pub fn valid_path(&self, i: usize, ttl: i64) -> Result<String> {
+        let (host, _) = shipped::STATIC_HOSTS[i % 2];
+        let ticket = self.standins[i % 2].issue_ticket();
+        let mut claims = link::shipped_claims(host, &ticket);
+        claims["exp"] = (link::now() + ttl).into();
+        let token = link::sign_with(&self.secret, shipped::KID, &claims)?;
+        Ok(link::console_path(&token))
+    }
+
+    /// Raw requests to gateway `g`.
+    pub fn wire(&self, g: usize) -> Result<WireTarget> {
+        WireTarget::tls(
+            self.addrs[g],
+            &Trust::Pinned(vec![self.cert.cert_der.clone()]),
+            GATEWAY_NAME,
+        )
+    }
+
+    /// Gateway `g`'s counters under `wasmcustom.mksgate.<prefix>.`, by
+    /// their last part.
+    pub async fn counters(&self, g: usize, prefix: &str) -> Result<BTreeMap<String, u64>> {
+        let want = format!("wasmcustom.mksgate.{prefix}.");
+        Ok(self.gateways[g]
+            .stats()
+            .await?
+            .into_iter()
+            .filter_map(|(name, value)| Some((name.strip_prefix(&want)?.to_string(), value)))
+            .collect())
+    }
+
+    /// The same counters summed over the fleet.
+    pub async fn fleet_counters(&self, prefix: &str) -> Result<BTreeMap<String, u64>> {
+        let mut sum = BTreeMap::new();
+        for g in 0..self.gateways.len() {
+            for (k, v) in self.counters(g, prefix).await? {
+                *sum.entry(k).or_insert(0) += v;
+            }
+        }
+        Ok(sum)
+    }
+}
