@@ -65,6 +65,18 @@ if command -v npm >/dev/null 2>&1 && {
   cp "$PORTAL_LOCK" "$PORTAL/node_modules/.mksgate-installed-lock.json"
 fi
 
+# Istio's CRD schemas (@kubernetes-models/istio, pinned by
+# tools/crd-check/package-lock.json): shipped_configs.rs checks the Istio kit
+# against them. Reinstalled only when the lock changed.
+CRD="$ROOT/tools/crd-check"
+if command -v npm >/dev/null 2>&1 && {
+  ! cmp -s "$CRD/package-lock.json" "$CRD/node_modules/.mksgate-installed-lock.json" \
+    || [ ! -f "$CRD/node_modules/@kubernetes-models/istio/package.json" ]
+}; then
+  npm ci --prefix "$CRD" --silent --no-audit --no-fund >/dev/null
+  cp "$CRD/package-lock.json" "$CRD/node_modules/.mksgate-installed-lock.json"
+fi
+
 # docker-registry (the CNCF distribution registry): oci_image.rs pushes the
 # image to one on loopback and reads the manifest digest back from its API.
 if ! command -v docker-registry >/dev/null 2>&1; then

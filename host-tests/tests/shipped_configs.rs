@@ -741,3 +741,50 @@ fn istio_etcd_kit_names_the_cluster_istio_builds() {
         mksgate_core::ReplayStore::Etcd(_)
     ));
 }
+
+/// Runs tools/crd-check on `docs`; (exit success, its report).
+fn crd_check(docs: &[Value]) -> (bool, String) {
+    let dir = std::env::temp_dir().join(format!("mksgate-crd-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join(format!("docs-{}.json", docs.len()));
+    std::fs::write(&file, serde_json::to_vec(docs).unwrap()).unwrap();
+    let script = workspace_root().join("tools/crd-check/check.mjs");
+    let out = std::process::Command::new("node")
+        .arg(&script)
+        .arg(&file)
+        .output()
+        .expect("node (installed by scripts/setup.sh)");
+    let report =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), report)
+}
+
+/// Every Istio resource of the kit passes Istio's own CRD schema
+/// (@kubernetes-models/istio 3.0.1): what `kubectl apply` would check
+/// first. The Secret and the Deployment patch are not Istio resources.
+#[test]
+fn istio_resources_pass_their_crd_schemas() {
+    let docs: Vec<Value> = ISTIO_FILES
+        .iter()
+        .flat_map(|f| yaml_docs(&format!("istio/{f}")))
+        .filter(|d| {
+            d["apiVersion"]
+                .as_str()
+                .is_some_and(|a| a.contains("istio.io/"))
+        })
+        .collect();
+    assert!(docs.len() >= 10, "{}", docs.len());
+    let (ok, report) = crd_check(&docs);
+    println!("{report}");
+    assert!(ok, "{report}");
+    assert_eq!(
+        report.lines().filter(|l| l.starts_with("ok ")).count(),
+        docs.len()
+    );
+    // The checker can fail: the WasmPlugin as it was (an unquoted digest
+    // is a YAML number).
+    let mut plugin = yaml_docs("istio/wasmplugin.yaml")[0].clone();
+    plugin["spec"]["sha256"] = serde_json::json!(0);
+    let (ok, report) = crd_check(&[plugin]);
+    assert!(!ok && report.contains("sha256 must be string"), "{report}");
+}
