@@ -30,8 +30,12 @@ pub fn request(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(body.as_bytes())?;
+    // One write: a server that answers from the head alone (a direct
+    // response) and closes would otherwise find the body unread and reset
+    // the connection before the client reads the answer.
+    let mut request = head.into_bytes();
+    request.extend_from_slice(body.as_bytes());
+    stream.write_all(&request)?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
     parse(&String::from_utf8_lossy(&raw))
