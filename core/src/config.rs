@@ -55,6 +55,10 @@ pub struct Upstreams {
     pub hosts: HashMap<String, String>,
     /// Suffix (with its leading dot) to cluster, longest suffix first.
     pub host_suffixes: Vec<(String, String)>,
+    /// Whether the filter sets `:authority` to the ESXi host (default).
+    /// `false` leaves it to the route (Istio: the VirtualService's
+    /// `rewrite.authority`), for gateways whose virtual hosts are named.
+    pub rewrite_authority: bool,
 }
 
 impl Upstreams {
@@ -141,7 +145,12 @@ const ROOT_FIELDS: &[&str] = &[
     "replay_store",
 ];
 const KEY_FIELDS: &[&str] = &["kid", "alg", "secret_env", "secret_base64url"];
-const UPSTREAM_FIELDS: &[&str] = &["cluster_header", "hosts", "host_suffixes"];
+const UPSTREAM_FIELDS: &[&str] = &[
+    "cluster_header",
+    "hosts",
+    "host_suffixes",
+    "rewrite_authority",
+];
 const REPLAY_STORE_FIELDS: &[&str] = &["etcd"];
 const ETCD_FIELDS: &[&str] = &["cluster", "authority", "key_prefix", "timeout_ms"];
 
@@ -624,10 +633,28 @@ fn parse_upstreams(value: Option<&Value>) -> Result<Upstreams, ConfigError> {
         ));
     }
     host_suffixes.sort_unstable_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+    let rewrite_authority = match map.get("rewrite_authority") {
+        None => true,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            return Err(ConfigError::new(
+                "upstreams.rewrite_authority",
+                "must be true or false",
+            ))
+        }
+    };
+    if !rewrite_authority && !host_suffixes.is_empty() {
+        // The dynamic forward proxy resolves the host from `:authority`.
+        return Err(ConfigError::new(
+            "upstreams.rewrite_authority",
+            "must stay true with host_suffixes (the dynamic forward proxy resolves the :authority the filter sets)",
+        ));
+    }
     Ok(Upstreams {
         cluster_header,
         hosts,
         host_suffixes,
+        rewrite_authority,
     })
 }
 

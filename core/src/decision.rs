@@ -51,6 +51,7 @@ pub struct Admission<'c> {
     cluster: &'c str,
     path: String,
     authority: String,
+    set_authority: bool,
     one_time: Option<OneTime>,
     audit: Audit,
 }
@@ -63,8 +64,13 @@ pub struct Rewrite<'c> {
     pub cluster: Cow<'c, str>,
     /// The new `:path`: `ticket_path` with the ticket, no query.
     pub path: String,
-    /// The new `:authority`: the ESXi host, with `:port` unless 443.
+    /// The ESXi host, with `:port` unless 443: the new `:authority` when
+    /// `set_authority`.
     pub authority: String,
+    /// Whether the host sets `:authority` (`upstreams.rewrite_authority`);
+    /// when not, the route rewrites it (the Istio kit), so the virtual host
+    /// is picked again by the gateway's own name.
+    pub set_authority: bool,
     pub audit: Audit,
 }
 
@@ -109,6 +115,7 @@ impl<'c> Admission<'c> {
             cluster: Cow::Borrowed(self.cluster),
             path: self.path,
             authority: self.authority,
+            set_authority: self.set_authority,
             audit: self.audit,
         })
     }
@@ -122,6 +129,7 @@ impl<'c> Admission<'c> {
                 cluster: self.cluster.to_string(),
                 path: self.path,
                 authority: self.authority,
+                set_authority: self.set_authority,
                 one_time,
                 audit: self.audit,
             }),
@@ -129,6 +137,7 @@ impl<'c> Admission<'c> {
                 cluster: Cow::Borrowed(self.cluster),
                 path: self.path,
                 authority: self.authority,
+                set_authority: self.set_authority,
                 audit: self.audit,
             }),
         }
@@ -151,6 +160,7 @@ pub struct Pending {
     cluster: String,
     path: String,
     authority: String,
+    set_authority: bool,
     one_time: OneTime,
     audit: Audit,
 }
@@ -176,6 +186,7 @@ impl Pending {
                     cluster: Cow::Owned(self.cluster),
                     path: self.path,
                     authority: self.authority,
+                    set_authority: self.set_authority,
                     audit: self.audit,
                 })
             }
@@ -302,6 +313,7 @@ pub fn decide<'c>(config: &'c Config, req: &RequestFacts<'_>, now: i64) -> Decis
         cluster,
         path: config.ticket_path.render(&target.ticket),
         authority: target.host.authority(target.port),
+        set_authority: config.upstreams.rewrite_authority,
         one_time,
         audit,
     })

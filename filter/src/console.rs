@@ -224,7 +224,10 @@ fn apply<H: Host>(
     };
     let applied = host
         .set_request_header(":path", Some(rewrite.path.as_bytes()))
-        .and_then(|()| host.set_request_header(":authority", Some(rewrite.authority.as_bytes())))
+        .and_then(|()| match rewrite.set_authority {
+            true => host.set_request_header(":authority", Some(rewrite.authority.as_bytes())),
+            false => Ok(()),
+        })
         .and_then(|()| host.set_request_header(cluster_header, Some(rewrite.cluster.as_bytes())));
     if applied.is_err() {
         // Never forward a half-rewritten request (it would carry the token

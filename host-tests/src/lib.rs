@@ -25,6 +25,7 @@ pub mod fleet;
 pub mod gateway;
 pub mod hostile;
 pub mod io;
+pub mod istio_shape;
 pub mod run;
 pub mod shipped;
 pub mod standin;

@@ -539,6 +539,16 @@ fn istio_files_agree_with_each_other() {
                 && d["spec"]["trafficPolicy"]["tls"]["sni"] == host.as_str()),
             "no DestinationRule with SNI for {host}"
         );
+        // The route sets the ESXi host as the authority (the filter does not
+        // under Istio) and removes the cluster header before ESXi.
+        assert!(
+            routes.iter().any(|r| {
+                r["match"][0]["headers"][header]["exact"] == cluster
+                    && r["rewrite"]["authority"] == host.as_str()
+                    && r["headers"]["request"]["remove"][0] == header
+            }),
+            "the route for {host} must rewrite the authority and drop {header}"
+        );
         assert!(
             routes.iter().any(|r| {
                 r["match"][0]["headers"][header]["exact"] == cluster
@@ -576,6 +586,12 @@ fn istio_plugin_config_matches_the_envoy_one() {
         .unwrap()
         .remove("hosts")
         .unwrap();
+    // Istio's virtual hosts are named: the route rewrites the authority.
+    let rewrite = istio["upstreams"]
+        .as_object_mut()
+        .unwrap()
+        .remove("rewrite_authority");
+    assert_eq!(rewrite, Some(Value::Bool(false)));
     let names = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
     assert_eq!(names(&envoy_hosts), names(&istio_hosts));
     assert_eq!(

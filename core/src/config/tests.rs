@@ -358,3 +358,16 @@ fn replay_store_errors_name_the_field() {
     assert_eq!(e.field, "replay_store");
     assert!(e.reason.contains("one_time_links"), "{e}");
 }
+
+#[test]
+fn rewrite_authority_defaults_on_and_stays_on_with_suffixes() {
+    assert!(parse(&minimal()).unwrap().upstreams.rewrite_authority);
+    let mut v = minimal();
+    v["upstreams"]["rewrite_authority"] = json!(false);
+    assert!(!parse(&v).unwrap().upstreams.rewrite_authority);
+    v["upstreams"]["rewrite_authority"] = json!("no");
+    assert_eq!(error_of(v.clone()).field, "upstreams.rewrite_authority");
+    v["upstreams"]["rewrite_authority"] = json!(false);
+    v["upstreams"]["host_suffixes"] = json!({".esxi.example.com": "esxi_dynamic"});
+    assert_eq!(error_of(v).field, "upstreams.rewrite_authority");
+}

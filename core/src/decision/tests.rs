@@ -761,3 +761,20 @@ fn a_deferred_admission_is_applied_only_when_the_store_recorded_it() {
         }
     }
 }
+
+#[test]
+fn without_rewrite_authority_the_rewrite_says_so_and_keeps_the_host() {
+    let mut upstreams = json!({"hosts": {"vesxi01.sec.lab": "esxi_vesxi01"}});
+    upstreams["rewrite_authority"] = json!(false);
+    let c = config_with(json!({ "upstreams": upstreams }));
+    let Decision::Admit(admission) = Req::ws(link(&claims())).decide(&c, NOW) else {
+        panic!("not admitted");
+    };
+    let store = crate::replay::tests_support::EnvoyLikeStore::default();
+    let Commit::Apply(rewrite) = admission.commit(&store, NOW) else {
+        panic!("refused");
+    };
+    assert!(!rewrite.set_authority);
+    assert_eq!(rewrite.authority, "vesxi01.sec.lab");
+    assert!(config().upstreams.rewrite_authority);
+}

@@ -462,3 +462,18 @@ fn with_etcd_a_refused_call_is_unavailable_and_refusals_never_ask_etcd() {
         .iter()
         .any(|c| matches!(c, Call::Dispatch(..))));
 }
+
+#[test]
+fn without_rewrite_authority_only_path_and_cluster_are_set() {
+    let json = serde_json::json!({
+        "keys": [{"kid": "k1", "alg": "HS256", "secret_base64url": jws::encode_secret(SECRET)}],
+        "allowed_origins": ["https://portal.example.com"],
+        "upstreams": {"hosts": {"vesxi01.sec.lab": "esxi_vesxi01"}, "rewrite_authority": false}
+    });
+    let config = Config::parse(json.to_string().as_bytes(), &|_| None).unwrap();
+    let mock = Mock::upgrade(&link("j-istio"), &[]);
+    mock.calls.borrow_mut().clear();
+    assert_eq!(kind(on_request_headers(&mock, Some(&config))), "continue");
+    let names: Vec<String> = mock.sets().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, [":path", "x-mksgate-cluster"]);
+}

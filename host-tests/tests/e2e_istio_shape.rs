@@ -1,0 +1,149 @@
+//! The Istio kit in the shape istiod gives it (`istio_shape`): a virtual
+//! host named after the VirtualService's hosts, routes from its `http`
+//! entries, the EnvoyFilter's limits first, the WasmPlugin, and clusters
+//! from the ServiceEntries and DestinationRules, in real Envoy with the
+//! shipped module. With the kit's `rewrite_authority: false` a link is
+//! admitted and reaches ESXi under its own name; with the filter rewriting
+//! `:authority` (the Envoy kit's default) the named virtual host no longer
+//! matches and the console is lost (404) after the link was spent.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use mksgate_host_tests::bounded;
+use mksgate_host_tests::envoy::{Envoy, EnvoyOpts};
+use mksgate_host_tests::gateway::upgrade_head;
+use mksgate_host_tests::istio_shape::{self, cluster_name};
+use mksgate_host_tests::shipped::{self, STATIC_HOSTS};
+use mksgate_host_tests::standin::{Standin, StandinConfig};
+use mksgate_host_tests::tls::{CertKey, TestCa, Trust};
+use mksgate_host_tests::wire::WireTarget;
+use mksgate_host_tests::{link, loopback};
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+struct Kit {
+    envoy: Envoy,
+    standins: Vec<Standin>,
+    wire: WireTarget,
+    secret: Vec<u8>,
+}
+
+async fn start(edit: impl FnOnce(&mut Value)) -> Kit {
+    let ca = TestCa::new("mksgate test VMCA").unwrap();
+    let mut standins = Vec::new();
+    for (i, (host, _)) in STATIC_HOSTS.iter().enumerate() {
+        let cfg = StandinConfig::new(host, loopback(2 + i as u8)).cert(ca.issue(&[host]).unwrap());
+        standins.push(Standin::start(cfg).await.unwrap());
+    }
+    let esxi: Vec<(&str, SocketAddr)> = STATIC_HOSTS
+        .iter()
+        .zip(&standins)
+        .map(|((h, _), s)| (*h, s.local_addr()))
+        .collect();
+    let module = shipped::module_path().unwrap();
+    let yaml = istio_shape::envoy_config(&esxi, &module.to_string_lossy(), edit).unwrap();
+    let cert = CertKey::self_signed(&["console.example.com"]).unwrap();
+    let secret = link::random_bytes(32);
+    let envoy = Envoy::start(
+        &yaml,
+        EnvoyOpts {
+            env: vec![(
+                shipped::KEY_ENV.to_string(),
+                mksgate_core::jws::encode_secret(&secret),
+            )],
+            files: vec![
+                (
+                    istio_shape::GATEWAY_CERT_FILE.into(),
+                    cert.chain_pem().into_bytes(),
+                ),
+                (
+                    istio_shape::GATEWAY_KEY_FILE.into(),
+                    cert.key_pem.clone().into_bytes(),
+                ),
+                (istio_shape::ESXI_CA_FILE.into(), ca.cert_pem().into_bytes()),
+            ],
+            ready_timeout: Duration::from_secs(40),
+            ..EnvoyOpts::default()
+        },
+    )
+    .await
+    .unwrap();
+    let port = envoy.port_for(shipped::LISTENER).await.unwrap();
+    let wire = WireTarget::tls(
+        SocketAddr::new(loopback(1), port),
+        &Trust::Pinned(vec![cert.cert_der.clone()]),
+        "console.example.com",
+    )
+    .unwrap();
+    Kit {
+        envoy,
+        standins,
+        wire,
+        secret,
+    }
+}
+
+impl Kit {
+    fn path(&self, i: usize) -> (String, String) {
+        let ticket = self.standins[i].issue_ticket();
+        let claims = link::shipped_claims(STATIC_HOSTS[i].0, &ticket);
+        let token = link::sign_with(&self.secret, shipped::KID, &claims).unwrap();
+        (link::console_path(&token), ticket)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kit_admits_through_a_named_virtual_host() {
+    bounded(90, async {
+        let kit = start(|_| {}).await;
+        for i in 0..2 {
+            let (path, ticket) = kit.path(i);
+            let reply = kit
+                .wire
+                .send(&upgrade_head(path.as_bytes(), &[]))
+                .await
+                .unwrap();
+            assert_eq!(reply.status, 101, "host {i}: {reply:?}");
+            let req = kit.standins[i]
+                .requests()
+                .into_iter()
+                .find(|r| r.path == format!("/ticket/{ticket}"))
+                .expect("the upgrade reached ESXi");
+            // Under its own name (SNI and Host), without the cluster header.
+            assert_eq!(req.host.as_deref(), Some(STATIC_HOSTS[i].0));
+            assert_eq!(req.sni.as_deref(), Some(STATIC_HOSTS[i].0));
+            assert!(req.header(shipped::CLUSTER_HEADER).is_none(), "{req:?}");
+        }
+        let stats = kit.envoy.stats().await.unwrap();
+        assert_eq!(stats["wasmcustom.mksgate.decision.admitted"], 2);
+        // The EnvoyFilter's per-client limit runs ahead of the filter.
+        assert!(stats.contains_key("console_client_handshakes.http_local_rate_limit.enabled"));
+        let cluster = cluster_name(STATIC_HOSTS[0].0, 443);
+        assert_eq!(stats[&format!("cluster.{cluster}.upstream_rq_101")], 1);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rewriting_the_authority_loses_the_console_in_a_named_virtual_host() {
+    bounded(90, async {
+        // The Envoy kit's default, under Istio's naming: measured, not shipped.
+        let kit = start(|config| {
+            config["upstreams"]["rewrite_authority"] = Value::Bool(true);
+        })
+        .await;
+        let (path, _) = kit.path(0);
+        let head = upgrade_head(path.as_bytes(), &[]);
+        let first = kit.wire.send(&head).await.unwrap();
+        let again = kit.wire.send(&head).await.unwrap();
+        println!("rewrite_authority: true under a named virtual host: {first:?}, then {again:?}");
+        assert_eq!(first.status, 404, "{first:?}");
+        assert_eq!(again.decision.as_deref(), Some("replayed"));
+        assert!(
+            kit.standins[0].requests().is_empty(),
+            "nothing reached ESXi"
+        );
+    })
+    .await;
+}
