@@ -97,7 +97,7 @@ impl Kit {
 async fn the_kit_admits_through_a_named_virtual_host() {
     bounded(90, async {
         let kit = start(|_| {}).await;
-        for i in 0..2 {
+        for (i, (host, _)) in STATIC_HOSTS.iter().enumerate() {
             let (path, ticket) = kit.path(i);
             let reply = kit
                 .wire
@@ -111,8 +111,8 @@ async fn the_kit_admits_through_a_named_virtual_host() {
                 .find(|r| r.path == format!("/ticket/{ticket}"))
                 .expect("the upgrade reached ESXi");
             // Under its own name (SNI and Host), without the cluster header.
-            assert_eq!(req.host.as_deref(), Some(STATIC_HOSTS[i].0));
-            assert_eq!(req.sni.as_deref(), Some(STATIC_HOSTS[i].0));
+            assert_eq!(req.host.as_deref(), Some(*host));
+            assert_eq!(req.sni.as_deref(), Some(*host));
             assert!(req.header(shipped::CLUSTER_HEADER).is_none(), "{req:?}");
         }
         let stats = kit.envoy.stats().await.unwrap();
