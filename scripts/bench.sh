@@ -56,6 +56,14 @@ if [ -z "${HAPROXY_BIN:-}" ] && [ ! -x /usr/sbin/haproxy ]; then
   apt_install haproxy
 fi
 
+# etcd from Debian (system 5e, the fleet store), only if missing.
+if ! command -v etcd >/dev/null 2>&1; then
+  echo "== installing etcd-server (Debian package)"
+  # shellcheck source=lib/apt.sh
+  . "$ROOT/scripts/lib/apt.sh"
+  apt_install etcd-server
+fi
+
 echo "== building the stand-in and the load generator"
 cargo build --quiet --release -p mksgate-host-tests --bin esxi-standin
 cargo build --quiet --release -p mksgate-loadgen

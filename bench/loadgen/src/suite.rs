@@ -171,8 +171,29 @@ pub enum Kind {
         log_level: &'static str,
         /// A literal replacement in the rendered config (diagnostics).
         patch: Option<(&'static str, &'static str)>,
+        /// Also replace this literal (the etcd store's second change).
+        patch2: Option<(&'static str, &'static str)>,
+        /// Start a single-member etcd for this system (the fleet store).
+        etcd: bool,
     },
 }
+
+/// Where the fleet-store diagnostic's etcd listens (plain HTTP, like every
+/// other hop in the benchmark).
+pub const ETCD_ADDR: &str = "127.0.0.41";
+pub const ETCD_PORT: u16 = 23790;
+const ETCD_PEER_PORT: u16 = 23800;
+
+/// The etcd store in the plugin configuration (system 5e).
+const ETCD_STORE_PATCH: (&str, &str) = (
+    "\"one_time_links\": true,",
+    "\"one_time_links\": true, \"replay_store\": {\"etcd\": {\"cluster\": \"mksgate_etcd\", \"authority\": \"etcd\"}},",
+);
+/// And the cluster it names.
+const ETCD_CLUSTER_PATCH: (&str, &str) = (
+    "\n  clusters:\n",
+    "\n  clusters:\n  - name: mksgate_etcd\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      cluster_name: mksgate_etcd\n      endpoints:\n      - lb_endpoints:\n        - endpoint: { address: { socket_address: { address: 127.0.0.41, port_value: 23790 } } }\n",
+);
 
 #[derive(Clone, Debug)]
 pub struct System {
@@ -211,6 +232,8 @@ pub fn all_systems() -> Vec<System> {
                 mksgate: false,
                 log_level: "info",
                 patch: None,
+                patch2: None,
+                etcd: false,
             },
             handshake_only: false,
         },
@@ -224,6 +247,8 @@ pub fn all_systems() -> Vec<System> {
                 mksgate: false,
                 log_level: "info",
                 patch: None,
+                patch2: None,
+                etcd: false,
             },
             handshake_only: false,
         },
@@ -237,6 +262,8 @@ pub fn all_systems() -> Vec<System> {
                 mksgate: false,
                 log_level: "info",
                 patch: None,
+                patch2: None,
+                etcd: false,
             },
             handshake_only: false,
         },
@@ -250,6 +277,8 @@ pub fn all_systems() -> Vec<System> {
                 mksgate: true,
                 log_level: "info",
                 patch: None,
+                patch2: None,
+                etcd: false,
             },
             handshake_only: false,
         },
@@ -263,6 +292,8 @@ pub fn all_systems() -> Vec<System> {
                 mksgate: true,
                 log_level: "info",
                 patch: None,
+                patch2: None,
+                etcd: false,
             },
             handshake_only: false,
         },
@@ -276,6 +307,8 @@ pub fn all_systems() -> Vec<System> {
                 mksgate: true,
                 log_level: "warn",
                 patch: None,
+                patch2: None,
+                etcd: false,
             },
             handshake_only: true,
         },
@@ -289,6 +322,23 @@ pub fn all_systems() -> Vec<System> {
                 mksgate: true,
                 log_level: "info",
                 patch: Some(("\"one_time_links\": true", "\"one_time_links\": false")),
+                patch2: None,
+                etcd: false,
+            },
+            handshake_only: true,
+        },
+        System {
+            id: "mksgate-etcd",
+            label: "5e mksgate, etcd store (diag.)",
+            description: "diagnostic, handshakes only: as 5 with one-time links recorded in etcd (`replay_store.etcd`, envoy/fleet.yaml's store) instead of the local table: a single-member etcd 3.4 on the load generator's CPU, plain HTTP; etcd's own CPU is not in the proxy's figures",
+            kind: Kind::Envoy {
+                template: "envoy-mksgate.yaml",
+                module: Some("mksgate_filter.wasm"),
+                mksgate: true,
+                log_level: "info",
+                patch: Some(ETCD_STORE_PATCH),
+                patch2: Some(ETCD_CLUSTER_PATCH),
+                etcd: true,
             },
             handshake_only: true,
         },
@@ -371,6 +421,53 @@ pub struct Running {
     pub proc: Option<Proc>,
     pub target: Arc<Target>,
     pub admin: Option<SocketAddr>,
+    /// A process the system needs (system 5e's etcd), killed when this is
+    /// dropped.
+    _etcd: Option<Proc>,
+}
+
+/// A fresh single-member etcd at `ETCD_ADDR`, pinned to the load
+/// generator's CPU, its data under `work`.
+fn start_etcd(work: &Path, n: u32) -> Result<Proc> {
+    let dir = work.join(format!("etcd-{n}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let client = format!("http://{ETCD_ADDR}:{ETCD_PORT}");
+    let peer = format!("http://{ETCD_ADDR}:{ETCD_PEER_PORT}");
+    let mut cmd = pinned(Some(LOAD_CPU), Path::new("etcd"));
+    cmd.arg("--name")
+        .arg("bench")
+        .arg("--data-dir")
+        .arg(&dir)
+        .args([
+            "--listen-client-urls",
+            &client,
+            "--advertise-client-urls",
+            &client,
+        ])
+        .args([
+            "--listen-peer-urls",
+            &peer,
+            "--initial-advertise-peer-urls",
+            &peer,
+        ])
+        .arg("--initial-cluster")
+        .arg(format!("bench={peer}"))
+        .arg("--unsafe-no-fsync")
+        .stdin(Stdio::null());
+    let mut proc = Proc::spawn("etcd", cmd, &work.join(format!("etcd-{n}.log")))?;
+    let addr = SocketAddr::new(ETCD_ADDR.parse()?, ETCD_PORT);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ok = mksgate_testkit::http::get(addr, "/health").is_ok_and(|r| r.status == 200);
+        if ok {
+            return Ok(proc);
+        }
+        proc.check_alive()?;
+        if Instant::now() > deadline {
+            bail!("etcd not healthy within 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 impl Running {
@@ -421,6 +518,7 @@ pub fn start(ctx: &Ctx, sys: &System, concurrency: u32) -> Result<Running> {
             proc: None,
             target: Arc::new(Target::new(ctx.standin_addr, Mode::Path)),
             admin: None,
+            _etcd: None,
         }),
         Kind::Haproxy => {
             let port = free_port()?;
@@ -446,6 +544,7 @@ pub fn start(ctx: &Ctx, sys: &System, concurrency: u32) -> Result<Running> {
                 proc: Some(proc),
                 target: Arc::new(Target::new(addr, Mode::Path)),
                 admin: None,
+                _etcd: None,
             })
         }
         Kind::Envoy {
@@ -454,7 +553,14 @@ pub fn start(ctx: &Ctx, sys: &System, concurrency: u32) -> Result<Running> {
             mksgate,
             log_level,
             patch,
+            patch2,
+            etcd,
         } => {
+            let etcd = if *etcd {
+                Some(start_etcd(&ctx.paths.work, n)?)
+            } else {
+                None
+            };
             let port = free_port()?;
             let admin_port = free_port()?;
             let text =
@@ -477,7 +583,7 @@ pub fn start(ctx: &Ctx, sys: &System, concurrency: u32) -> Result<Running> {
                 vars.push(("MODULE", path.to_string_lossy().into_owned()));
             }
             let mut cfg = render(&text, &vars)?;
-            if let Some((from, to)) = patch {
+            for (from, to) in patch.iter().chain(patch2.iter()) {
                 if !cfg.contains(from) {
                     bail!("{}: {from:?} not found in {template}", sys.id);
                 }
@@ -524,6 +630,7 @@ pub fn start(ctx: &Ctx, sys: &System, concurrency: u32) -> Result<Running> {
                 proc: Some(proc),
                 target: Arc::new(Target::new(addr, mode)),
                 admin: Some(admin),
+                _etcd: etcd,
             })
         }
     }
@@ -1248,12 +1355,10 @@ mod tests {
                 vars.push(("MODULE", "/x.wasm".to_string()));
             }
             let out = render(&text, &vars).unwrap();
-            if let Kind::Envoy {
-                patch: Some((from, _)),
-                ..
-            } = sys.kind
-            {
-                assert!(out.contains(from), "{}: patch target missing", sys.id);
+            if let Kind::Envoy { patch, patch2, .. } = sys.kind {
+                for (from, _) in patch.iter().chain(patch2.iter()) {
+                    assert!(out.contains(from), "{}: patch target missing", sys.id);
+                }
             }
         }
     }
