@@ -5,8 +5,10 @@
 //! VirtualService `http` entry (header match, `outbound|<port>||<host>`
 //! cluster, `rewrite.authority` as `host_rewrite_literal`, request header
 //! removal, direct responses), the EnvoyFilter's patches inserted first in
-//! the HTTP filters, the WasmPlugin as a wasm filter, and a cluster per
-//! ServiceEntry with its DestinationRule's TLS. No istiod runs here, so
+//! the HTTP filters, the WasmPlugin as a wasm filter delivered by ECDS with
+//! `vmConfig.env` as host environment keys, a cluster per ServiceEntry with
+//! its DestinationRule's TLS, and two access logs: Istio's default format
+//! and the kit's (`access-log.yaml`). No istiod runs here, so
 //! this is a model of istiod's output, not istiod's output; the point it
 //! proves is the one that broke: a named virtual host.
 
@@ -20,6 +22,22 @@ use std::net::SocketAddr;
 pub const GATEWAY_CERT_FILE: &str = "istio-gateway.crt";
 pub const GATEWAY_KEY_FILE: &str = "istio-gateway.key";
 pub const ESXI_CA_FILE: &str = "istio-esxi-ca.pem";
+/// The wasm filter's config, delivered by ECDS as istiod delivers a
+/// WasmPlugin (here from a watched file, there over ADS).
+pub const ECDS_FILE: &str = "istio-ecds.yaml";
+/// The access log in Istio's default format, and the kit's.
+pub const DEFAULT_ACCESS_LOG: &str = "istio-default-access.log";
+pub const KIT_ACCESS_LOG: &str = "mksgate-access.log";
+
+/// Istio's default access-log format (`EnvoyTextLogFormat` in
+/// pilot/pkg/model/telemetry_logging.go), which writes the path.
+pub const ISTIO_DEFAULT_FORMAT: &str = r#"[%START_TIME%] "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%" %RESPONSE_CODE% %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS% %CONNECTION_TERMINATION_DETAILS% "%UPSTREAM_TRANSPORT_FAILURE_REASON%" %BYTES_RECEIVED% %BYTES_SENT% %DURATION% %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% "%REQ(X-FORWARDED-FOR)%" "%REQ(USER-AGENT)%" "%REQ(X-REQUEST-ID)%" "%REQ(:AUTHORITY)%" "%UPSTREAM_HOST%" %UPSTREAM_CLUSTER_RAW% %UPSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_REMOTE_ADDRESS% %REQUESTED_SERVER_NAME% %ROUTE_NAME%"#;
+
+/// The Envoy config and the ECDS file to write as `ECDS_FILE`.
+pub struct IstioShape {
+    pub bootstrap: String,
+    pub ecds: String,
+}
 
 fn docs(rel: &str) -> Result<Vec<Value>> {
     let text = read_envoy_file(rel)?;
@@ -85,7 +103,7 @@ pub fn envoy_config(
     esxi: &[(&str, SocketAddr)],
     module: &str,
     edit: impl FnOnce(&mut Value),
-) -> Result<String> {
+) -> Result<IstioShape> {
     let gateway = docs("istio/gateway.yaml")?;
     let vs = kind(&gateway, "VirtualService")?;
     let server = &kind(&gateway, "Gateway")?["spec"]["servers"][0];
@@ -124,9 +142,7 @@ pub fn envoy_config(
         Some("FAIL_OPEN") => "FAIL_OPEN",
         _ => "FAIL_CLOSED",
     };
-    filters.push(json!({
-        "name": "mksgate",
-        "typed_config": {
+    let wasm = json!({
             "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
             "config": {
                 "name": "istio-ingress.mksgate",
@@ -143,8 +159,46 @@ pub fn envoy_config(
                     "value": config.to_string()
                 }
             }
+    });
+    // istiod names the filter after the WasmPlugin and serves it by ECDS.
+    let wasm_name = "istio-ingress.mksgate";
+    filters.push(json!({
+        "name": wasm_name,
+        "config_discovery": {
+            "config_source": {
+                "resource_api_version": "V3",
+                "path_config_source": {
+                    "path": format!("@TMPDIR@/{ECDS_FILE}"),
+                    "watched_directory": {"path": "@TMPDIR@"}
+                }
+            },
+            "type_urls": ["type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"]
         }
     }));
+    let ecds = json!({
+        "version_info": "1",
+        "resources": [{
+            "@type": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
+            "name": wasm_name,
+            "typed_config": wasm
+        }]
+    });
+    // The kit's access log (access-log.yaml's labels) next to Istio's default.
+    let kit_log = kind(&docs("istio/access-log.yaml")?, "IstioOperator")?["spec"]["meshConfig"]
+        ["extensionProviders"][0]["envoyFileAccessLog"]["logFormat"]["labels"]
+        .clone();
+    let access_log = json!([
+        {"name": "envoy.access_loggers.file", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+            "path": format!("@TMPDIR@/{DEFAULT_ACCESS_LOG}"),
+            "log_format": {"text_format_source": {"inline_string": format!("{ISTIO_DEFAULT_FORMAT}\n")}}
+        }},
+        {"name": "envoy.access_loggers.file", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+            "path": format!("@TMPDIR@/{KIT_ACCESS_LOG}"),
+            "log_format": {"json_format": kit_log}
+        }}
+    ]);
     filters.push(json!({
         "name": "envoy.filters.http.router",
         "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}
@@ -190,6 +244,7 @@ pub fn envoy_config(
         _ => "TLSv1_2",
     };
     let bootstrap = json!({
+        "node": {"id": "router~10.0.0.1~istio-ingressgateway.istio-ingress~istio-ingress.svc.cluster.local", "cluster": "istio-ingressgateway.istio-ingress"},
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
         "static_resources": {
             "listeners": [{
@@ -220,6 +275,7 @@ pub fn envoy_config(
                             "stat_prefix": "outbound_0.0.0.0_443",
                             "use_remote_address": true,
                             "upgrade_configs": [{"upgrade_type": "websocket"}],
+                            "access_log": access_log,
                             "route_config": {
                                 "name": format!("https.443.{}.{}.istio-ingress",
                                     server["port"]["name"].as_str().unwrap_or("https"),
@@ -238,5 +294,8 @@ pub fn envoy_config(
             "clusters": clusters
         }
     });
-    Ok(serde_json::to_string_pretty(&bootstrap)?)
+    Ok(IstioShape {
+        bootstrap: serde_json::to_string_pretty(&bootstrap)?,
+        ecds: serde_json::to_string_pretty(&ecds)?,
+    })
 }

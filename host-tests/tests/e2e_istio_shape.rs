@@ -42,11 +42,11 @@ async fn start(edit: impl FnOnce(&mut Value)) -> Kit {
         .map(|((h, _), s)| (*h, s.local_addr()))
         .collect();
     let module = shipped::module_path().unwrap();
-    let yaml = istio_shape::envoy_config(&esxi, &module.to_string_lossy(), edit).unwrap();
+    let shape = istio_shape::envoy_config(&esxi, &module.to_string_lossy(), edit).unwrap();
     let cert = CertKey::self_signed(&["console.example.com"]).unwrap();
     let secret = link::random_bytes(32);
     let envoy = Envoy::start(
-        &yaml,
+        &shape.bootstrap,
         EnvoyOpts {
             env: vec![(
                 shipped::KEY_ENV.to_string(),
@@ -62,6 +62,10 @@ async fn start(edit: impl FnOnce(&mut Value)) -> Kit {
                     cert.key_pem.clone().into_bytes(),
                 ),
                 (istio_shape::ESXI_CA_FILE.into(), ca.cert_pem().into_bytes()),
+                (
+                    istio_shape::ECDS_FILE.into(),
+                    shape.ecds.clone().into_bytes(),
+                ),
             ],
             ready_timeout: Duration::from_secs(40),
             ..EnvoyOpts::default()
@@ -121,6 +125,41 @@ async fn the_kit_admits_through_a_named_virtual_host() {
         assert!(stats.contains_key("console_client_handshakes.http_local_rate_limit.enabled"));
         let cluster = cluster_name(STATIC_HOSTS[0].0, 443);
         assert_eq!(stats[&format!("cluster.{cluster}.upstream_rq_101")], 1);
+        // The filter came by ECDS.
+        assert!(
+            stats["extension_config_discovery.http_filter.istio-ingress.mksgate.config_reload"]
+                >= 1
+        );
+
+        // A forged link is refused by the filter.
+        let (path, ticket) = kit.path(0);
+        let forged = path.replacen("token=eyJ", "token=eyK", 1);
+        let reply = kit
+            .wire
+            .send(&upgrade_head(forged.as_bytes(), &[]))
+            .await
+            .unwrap();
+        assert!(reply.status == 400 || reply.status == 403, "{reply:?}");
+        assert!(reply.decision.is_some(), "{reply:?}");
+        // Istio's default format writes the refused link (and the admitted
+        // ticket); the kit's format writes neither.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let read =
+            |name: &str| std::fs::read_to_string(kit.envoy.dir().join(name)).unwrap_or_default();
+        let default = read(istio_shape::DEFAULT_ACCESS_LOG);
+        let kit_log = read(istio_shape::KIT_ACCESS_LOG);
+        let token = forged.split("token=").nth(1).unwrap();
+        assert!(
+            default.contains(token),
+            "Istio's default format should show the leak:\n{default}"
+        );
+        assert!(default.contains("/ticket/"), "{default}");
+        assert_eq!(kit_log.lines().count(), 3, "{kit_log}");
+        assert!(
+            !kit_log.contains(token) && !kit_log.contains(&ticket) && !kit_log.contains("/ticket/"),
+            "{kit_log}"
+        );
+        assert!(kit_log.contains(r#""decision":"admitted""#), "{kit_log}");
     })
     .await;
 }

@@ -724,7 +724,7 @@ async fn debug_http_logging_would_write_tokens_to_the_log() {
 /// every other test here shows to hold neither.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn istios_default_access_log_format_would_log_links_and_tickets() {
-    const ISTIO_DEFAULT: &str = r#"[%START_TIME%] "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%" %RESPONSE_CODE% %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS% %CONNECTION_TERMINATION_DETAILS% "%UPSTREAM_TRANSPORT_FAILURE_REASON%" %BYTES_RECEIVED% %BYTES_SENT% %DURATION% %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% "%REQ(X-FORWARDED-FOR)%" "%REQ(USER-AGENT)%" "%REQ(X-REQUEST-ID)%" "%REQ(:AUTHORITY)%" "%UPSTREAM_HOST%" %UPSTREAM_CLUSTER_RAW% %UPSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_REMOTE_ADDRESS% %REQUESTED_SERVER_NAME% %ROUTE_NAME%"#;
+    const ISTIO_DEFAULT: &str = mksgate_host_tests::istio_shape::ISTIO_DEFAULT_FORMAT;
     bounded(60, async {
         let edit = |yaml: String| {
             let start = yaml.find("                json_format:\n").unwrap();
