@@ -44,6 +44,8 @@ const ISTIO_FILES: [&str; 8] = [
     "wasmplugin.yaml",
 ];
 
+const GATEWAY_API_FILES: [&str; 2] = ["envoy-gateway.yaml", "istio.yaml"];
+
 fn yaml(rel: &str) -> Value {
     let text = read_envoy_file(rel).unwrap();
     serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("envoy/{rel}: {e}"))
@@ -279,6 +281,7 @@ fn every_shipped_file_is_covered() {
         .iter()
         .map(|s| s.to_string())
         .chain(ISTIO_FILES.iter().map(|f| format!("istio/{f}")))
+        .chain(GATEWAY_API_FILES.iter().map(|f| format!("gateway-api/{f}")))
         .collect();
     let untested: Vec<_> = found.difference(&known).collect();
     let missing: Vec<_> = known.difference(&found).collect();
@@ -775,21 +778,26 @@ fn crd_check(docs: &[Value]) -> (bool, String) {
     (out.status.success(), report)
 }
 
-/// Every Istio resource of the kit passes Istio's own CRD schema
-/// (@kubernetes-models/istio 3.0.1): what `kubectl apply` would check
-/// first. The Secret and the Deployment patch are not Istio resources.
+/// Every Istio, Gateway API and Envoy Gateway resource of the kits passes
+/// its project's CRD schema (@kubernetes-models/istio 3.0.1, gateway-api
+/// 2.0.0, envoy-gateway 2.0.0): what `kubectl apply` would check first.
+/// The Secret and the Deployment patch are core Kubernetes, not checked.
 #[test]
-fn istio_resources_pass_their_crd_schemas() {
+fn kubernetes_resources_pass_their_crd_schemas() {
     let docs: Vec<Value> = ISTIO_FILES
         .iter()
-        .flat_map(|f| yaml_docs(&format!("istio/{f}")))
+        .map(|f| format!("istio/{f}"))
+        .chain(GATEWAY_API_FILES.iter().map(|f| format!("gateway-api/{f}")))
+        .flat_map(|f| yaml_docs(&f))
         .filter(|d| {
-            d["apiVersion"]
-                .as_str()
-                .is_some_and(|a| a.contains("istio.io/"))
+            d["apiVersion"].as_str().is_some_and(|a| {
+                a.contains("istio.io/")
+                    || a.contains("gateway.networking.k8s.io/")
+                    || a.contains("gateway.envoyproxy.io/")
+            })
         })
         .collect();
-    assert!(docs.len() >= 10, "{}", docs.len());
+    assert!(docs.len() >= 25, "{}", docs.len());
     let (ok, report) = crd_check(&docs);
     println!("{report}");
     assert!(ok, "{report}");
@@ -803,4 +811,112 @@ fn istio_resources_pass_their_crd_schemas() {
     plugin["spec"]["sha256"] = serde_json::json!(0);
     let (ok, report) = crd_check(&[plugin]);
     assert!(!ok && report.contains("sha256 must be string"), "{report}");
+}
+
+/// The Gateway API kits route like the Istio kit: per ESXi host a rule on
+/// the label the filter writes, that sets the host as the authority and
+/// drops the header, to a backend with TLS to that host; the plugin
+/// configuration is the Envoy kit's (but for the labels and
+/// `rewrite_authority: false`); the limits are the Envoy kit's numbers, and
+/// Envoy Gateway runs the wasm filter after them.
+#[test]
+fn gateway_api_kits_agree_with_the_envoy_kit() {
+    let mut listener = static_listener("static-clusters.yaml");
+    let raw = wasm_filter_mut(&mut listener)["config"]["configuration"]["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let envoy: Value = serde_json::from_str(&raw).unwrap();
+    let same_but_hosts = |config: &Value| {
+        let mut c = config.clone();
+        let up = c["upstreams"].as_object_mut().unwrap();
+        assert_eq!(up.remove("rewrite_authority"), Some(Value::Bool(false)));
+        let hosts = up.remove("hosts").unwrap();
+        let mut e = envoy.clone();
+        e["upstreams"].as_object_mut().unwrap().remove("hosts");
+        assert_eq!(c, e, "plugin config differs from the Envoy kit's");
+        hosts
+    };
+    let rule_for = |route: &Value, label: &str| -> Value {
+        route["spec"]["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["matches"][0]["headers"][0]["value"] == label)
+            .cloned()
+            .unwrap_or_else(|| panic!("no rule for {label}"))
+    };
+    let check_rule = |rule: &Value, host: &str| {
+        let m = &rule["matches"][0]["headers"][0];
+        assert_eq!(m["name"], shipped::CLUSTER_HEADER);
+        assert_eq!(m["type"], "Exact");
+        let filters = rule["filters"].as_array().unwrap();
+        assert!(
+            filters.iter().any(|f| f["urlRewrite"]["hostname"] == host),
+            "{rule}"
+        );
+        assert!(
+            filters
+                .iter()
+                .any(|f| f["requestHeaderModifier"]["remove"][0] == shipped::CLUSTER_HEADER),
+            "{rule}"
+        );
+    };
+
+    // Istio with the Gateway API.
+    let istio = yaml_docs("gateway-api/istio.yaml");
+    let gateway = &istio[0];
+    let plugin = istio.iter().find(|d| d["kind"] == "WasmPlugin").unwrap();
+    assert_eq!(
+        plugin["spec"]["targetRefs"][0]["name"],
+        gateway["metadata"]["name"]
+    );
+    assert_eq!(plugin["spec"]["targetRefs"][0]["kind"], "Gateway");
+    let hosts = same_but_hosts(&plugin["spec"]["pluginConfig"]);
+    let route = istio.iter().find(|d| d["kind"] == "HTTPRoute").unwrap();
+    for (host, label) in hosts.as_object().unwrap() {
+        let label = label.as_str().unwrap();
+        assert_eq!(label, format!("outbound|443||{host}"));
+        let rule = rule_for(route, label);
+        check_rule(&rule, host);
+        assert_eq!(rule["backendRefs"][0]["kind"], "Hostname");
+        assert_eq!(rule["backendRefs"][0]["name"], host.as_str());
+    }
+    // The rest of the plugin spec is the Istio kit's.
+    let mut with_selector = yaml_docs("istio/wasmplugin.yaml")[0]["spec"].clone();
+    let mut with_refs = plugin["spec"].clone();
+    with_selector.as_object_mut().unwrap().remove("selector");
+    with_refs.as_object_mut().unwrap().remove("targetRefs");
+    assert_eq!(with_refs, with_selector);
+
+    // Envoy Gateway.
+    let eg = yaml_docs("gateway-api/envoy-gateway.yaml");
+    let find = |kind: &str| eg.iter().find(|d| d["kind"] == kind).unwrap();
+    let order = &find("EnvoyProxy")["spec"]["filterOrder"][0];
+    assert_eq!(order["name"], "envoy.filters.http.wasm");
+    assert_eq!(order["after"], "envoy.filters.http.local_ratelimit");
+    let policy = find("EnvoyExtensionPolicy");
+    assert_eq!(policy["spec"]["wasm"][0]["failOpen"], false);
+    assert_eq!(policy["spec"]["wasm"][0]["code"]["type"], "Image");
+    let hosts = same_but_hosts(&policy["spec"]["wasm"][0]["config"]);
+    let route = find("HTTPRoute");
+    for (host, label) in hosts.as_object().unwrap() {
+        let rule = rule_for(route, label.as_str().unwrap());
+        check_rule(&rule, host);
+        let backend = rule["backendRefs"][0]["name"].as_str().unwrap();
+        assert!(eg.iter().any(|d| d["kind"] == "Backend"
+            && d["metadata"]["name"] == backend
+            && d["spec"]["endpoints"][0]["fqdn"]["hostname"] == host.as_str()));
+        assert!(eg.iter().any(|d| d["kind"] == "BackendTLSPolicy"
+            && d["spec"]["targetRefs"][0]["name"] == backend
+            && d["spec"]["validation"]["hostname"] == host.as_str()));
+    }
+    // The Envoy kit's numbers: 20/s per client, 1,000/s for the gateway.
+    let rules = &find("BackendTrafficPolicy")["spec"]["rateLimit"]["local"]["rules"];
+    assert_eq!(
+        rules[0]["clientSelectors"][0]["sourceCIDR"]["type"],
+        "Distinct"
+    );
+    assert_eq!(rules[0]["limit"]["requests"], 20);
+    assert_eq!(rules[1]["limit"]["requests"], 1000);
 }

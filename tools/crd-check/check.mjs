@@ -1,19 +1,39 @@
-// Validates Kubernetes documents (a JSON array) against the Istio CRD
-// schemas of @kubernetes-models/istio; exits 1 if any is invalid.
+// Validates Kubernetes documents (a JSON array) against the CRD schemas of
+// @kubernetes-models/{istio,gateway-api,envoy-gateway}: types, required
+// fields and enums, as `kubectl apply` would check them first (these
+// schemas allow unknown fields in places). Prints one line per document;
+// exits 1 if any is invalid or has no schema.
 import { readFileSync } from "node:fs";
+
+const PACKAGES = [
+  [/\.istio\.io$/, "@kubernetes-models/istio"],
+  [/^gateway\.networking\.(x-)?k8s\.io$/, "@kubernetes-models/gateway-api"],
+  [/^gateway\.envoyproxy\.io$/, "@kubernetes-models/envoy-gateway"],
+];
+
 const docs = JSON.parse(readFileSync(process.argv[2], "utf8"));
 let bad = 0;
 for (const d of docs) {
-  const [group, version] = d.apiVersion.split("/");
+  const [group, version] = String(d.apiVersion).split("/");
   const where = `${d.apiVersion} ${d.kind} ${d.metadata?.name}`;
+  const pkg = PACKAGES.find(([re]) => re.test(group))?.[1];
   let Cls;
   try {
-    Cls = (await import(`@kubernetes-models/istio/${group}/${version}`))[d.kind];
+    Cls = pkg && (await import(`${pkg}/${group}/${version}`))[d.kind];
   } catch (e) {
     Cls = undefined;
   }
-  if (!Cls) { bad++; console.log(`NO SCHEMA ${where}`); continue; }
-  try { new Cls(d).validate(); console.log(`ok ${where}`); }
-  catch (e) { bad++; console.log(`INVALID ${where}: ${e.message}`); }
+  if (!Cls) {
+    bad++;
+    console.log(`NO SCHEMA ${where}`);
+    continue;
+  }
+  try {
+    new Cls(d).validate();
+    console.log(`ok ${where}`);
+  } catch (e) {
+    bad++;
+    console.log(`INVALID ${where}: ${e.message}`);
+  }
 }
 process.exit(bad ? 1 : 0);
