@@ -51,7 +51,9 @@ fn free_port(ip: IpAddr) -> Result<u16> {
 
 impl EtcdCluster {
     /// `n` members on `ips`, each with its own ports; TLS client URLs
-    /// (with client certificates required) when `tls`.
+    /// (with client certificates required) when `tls`. The members die
+    /// with the calling thread (`Proc` sets PR_SET_PDEATHSIG): call it
+    /// from a thread that outlives the cluster, not a short-lived one.
     pub fn start(ips: &[IpAddr], tls: bool) -> Result<EtcdCluster> {
         let dir = unique_dir("mksgate-etcd")?;
         let tls = if tls {

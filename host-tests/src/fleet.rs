@@ -44,9 +44,10 @@ impl Fleet {
     /// As `start`, with `edits` made to the shipped file first (each must
     /// find its text): for a test that needs other link lifetimes.
     pub async fn start_with(n: usize, concurrency: u32, edits: &[(&str, &str)]) -> Result<Fleet> {
-        let etcd = tokio::task::spawn_blocking(|| EtcdCluster::start(&etcd_ips(), true))
-            .await
-            .context("etcd start")??;
+        // Not spawn_blocking: the members die with the thread that started
+        // them (PR_SET_PDEATHSIG), and tokio ends idle blocking threads
+        // after 10 s. A runtime worker lives as long as the test.
+        let etcd = tokio::task::block_in_place(|| EtcdCluster::start(&etcd_ips(), true))?;
         let mut standins = Vec::new();
         for (i, (host, _)) in shipped::STATIC_HOSTS.iter().enumerate() {
             let ip = loopback(2 + u8::try_from(i)?);
