@@ -52,7 +52,21 @@ pub const HEADER_MAP: &str = "(header map)";
 /// as (its configured name is the operator's, not the client's, to log).
 pub const CLUSTER_HEADER: &str = "cluster header";
 
+/// The header Envoy's access logs print in place of `:path` when present
+/// (`%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%`, Istio's default format): the host
+/// sets it on every console request to the path without its query, so such
+/// a log shows neither the token (in the query) nor, after admission, the
+/// ticket (in the rewritten path).
+pub const LOGGED_PATH_HEADER: &str = "x-envoy-original-path";
+
 impl<'a> RequestFacts<'a> {
+    /// The path without its query: what `LOGGED_PATH_HEADER` carries.
+    pub fn path_without_query(&self) -> &'a str {
+        self.path
+            .split_once('?')
+            .map_or(self.path, |(path, _)| path)
+    }
+
     /// Builds the facts from the request's header pairs (lower-case names,
     /// pseudo-headers included, as Envoy hands them over), as raw bytes:
     /// nothing a client sends can make this fail. Names that are not one the

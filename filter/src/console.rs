@@ -6,6 +6,7 @@
 use crate::header_map::HeaderMap;
 use mksgate_core::etcd::{Answer, Call, Claim, EtcdStore, Failure, Outcome, Step};
 use mksgate_core::replay::SharedStore;
+use mksgate_core::request::LOGGED_PATH_HEADER;
 use mksgate_core::{
     decide, log_line, Audit, Code, Commit, Config, Decision, Deferred, Pending, ReplayStore,
     RequestFacts, Rewrite,
@@ -104,7 +105,24 @@ pub fn on_request_headers<H: Host>(host: &H, config: Option<&Config>) -> Next {
         host.clear_route_cache();
     }
     let now = host.now();
-    match decide(config, &facts, now) {
+    let decision = decide(config, &facts, now);
+    if !matches!(decision, Decision::PassThrough { .. }) {
+        // A console request: logs that print the path get it without the
+        // query (the token) and, after admission, instead of the ticket. A
+        // refusal stands without it; an admission is not forwarded without
+        // it (gateway_error, like any rewrite the host refuses).
+        let logged = facts.path_without_query().as_bytes();
+        let set = host.set_request_header(LOGGED_PATH_HEADER, Some(logged));
+        if set.is_err() && matches!(decision, Decision::Admit(_)) {
+            return refuse(
+                host,
+                Code::GatewayError,
+                &Audit::default(),
+                client.as_deref(),
+            );
+        }
+    }
+    match decision {
         Decision::PassThrough { .. } => Next::Continue,
         Decision::Refuse(refusal) => refuse(host, refusal.code, &refusal.audit, client.as_deref()),
         Decision::Admit(admission) => match &config.replay_store {

@@ -6,6 +6,7 @@ use crate::header_map::{serialize, HeaderMap};
 use mksgate_core::etcd::{Call as EtcdCall, Failure};
 use mksgate_core::jws::{self, Alg, Key};
 use mksgate_core::replay::tests_support::EnvoyLikeStore;
+use mksgate_core::request::LOGGED_PATH_HEADER;
 use std::cell::RefCell;
 
 const NOW: i64 = 1_800_000_000;
@@ -107,14 +108,23 @@ impl Mock {
         })
     }
 
+    /// The header writes that route or rewrite the request (the path for
+    /// logs, set on every console request, is `logged_path`).
     fn sets(&self) -> Vec<(String, Option<Vec<u8>>)> {
         self.calls()
             .into_iter()
             .filter_map(|c| match c {
-                Call::Set(name, value) => Some((name, value)),
+                Call::Set(name, value) if name != LOGGED_PATH_HEADER => Some((name, value)),
                 _ => None,
             })
             .collect()
+    }
+
+    fn logged_path(&self) -> Option<Vec<u8>> {
+        self.calls().into_iter().find_map(|c| match c {
+            Call::Set(name, Some(value)) if name == LOGGED_PATH_HEADER => Some(value),
+            _ => None,
+        })
     }
 
     fn info(&self) -> Vec<String> {
@@ -354,9 +364,13 @@ fn with_etcd_an_admission_waits_and_is_applied_only_once_recorded() {
     let config = etcd_config();
     let mock = Mock::upgrade(&link("j-etcd"), &[]);
     let waiting = wait_on_etcd(&mock, &config);
-    // Nothing applied yet: one transaction sent, no rewrite, no reply.
+    // Nothing applied yet: the path for logs set, one transaction sent, no
+    // rewrite, no reply.
     assert!(
-        matches!(mock.calls()[..], [Call::Dispatch("/v3/kv/txn", _)]),
+        matches!(
+            mock.calls()[..],
+            [Call::Set(_, _), Call::Dispatch("/v3/kv/txn", _)]
+        ),
         "{:?}",
         mock.calls()
     );
@@ -476,4 +490,19 @@ fn without_rewrite_authority_only_path_and_cluster_are_set() {
     assert_eq!(kind(on_request_headers(&mock, Some(&config))), "continue");
     let names: Vec<String> = mock.sets().into_iter().map(|(n, _)| n).collect();
     assert_eq!(names, [":path", "x-mksgate-cluster"]);
+}
+
+#[test]
+fn every_console_request_gets_its_path_for_logs_without_the_query() {
+    // Admitted, refused, and outside the prefix.
+    let admitted = Mock::upgrade(&link("j-log"), &[]);
+    assert_eq!(kind(admitted.run()), "continue");
+    assert_eq!(admitted.logged_path().as_deref(), Some(&b"/console"[..]));
+    let refused = Mock::upgrade("/console?token=a.b.c", &[]);
+    assert_eq!(kind(refused.run()), "stop");
+    assert_eq!(refused.logged_path().as_deref(), Some(&b"/console"[..]));
+    let pairs: [(&[u8], &[u8]); 2] = [(b":method", b"GET"), (b":path", b"/other?token=x")];
+    let other = Mock::with(&pairs);
+    assert_eq!(kind(other.run()), "continue");
+    assert_eq!(other.logged_path(), None);
 }
