@@ -10,6 +10,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use mksgate_host_tests::bounded;
+use mksgate_host_tests::client::{connect, verify_session, ClientOpts};
 use mksgate_host_tests::envoy::{Envoy, EnvoyOpts};
 use mksgate_host_tests::gateway::upgrade_head;
 use mksgate_host_tests::istio_shape::{self, cluster_name};
@@ -26,6 +27,7 @@ struct Kit {
     envoy: Envoy,
     standins: Vec<Standin>,
     wire: WireTarget,
+    cert_der: rustls::pki_types::CertificateDer<'static>,
     secret: Vec<u8>,
 }
 
@@ -84,6 +86,7 @@ async fn start(edit: impl FnOnce(&mut Value)) -> Kit {
         envoy,
         standins,
         wire,
+        cert_der: cert.cert_der.clone(),
         secret,
     }
 }
@@ -119,8 +122,22 @@ async fn the_kit_admits_through_a_named_virtual_host() {
             assert_eq!(req.sni.as_deref(), Some(*host));
             assert!(req.header(shipped::CLUSTER_HEADER).is_none(), "{req:?}");
         }
+        // And a console carried end to end: a WebSocket session through the
+        // gateway, frames echoed byte for byte by the ESXi stand-in.
+        let (path, _) = kit.path(1);
+        let opts = ClientOpts::new()
+            .connect_to(kit.wire.addr)
+            .pin(kit.cert_der.clone())
+            .sni("console.example.com")
+            .header("Origin", shipped::ORIGIN)
+            .wmks_protocols();
+        let url = format!("wss://console.example.com:{}{path}", kit.wire.addr.port());
+        let mut session = connect(&url, &opts).await.unwrap().session().unwrap();
+        let report = verify_session(&mut session, 20).await.unwrap();
+        println!("Istio shape: a console carried: {report:?}");
+        drop(session);
         let stats = kit.envoy.stats().await.unwrap();
-        assert_eq!(stats["wasmcustom.mksgate.decision.admitted"], 2);
+        assert_eq!(stats["wasmcustom.mksgate.decision.admitted"], 3);
         // The EnvoyFilter's per-client limit runs ahead of the filter.
         assert!(stats.contains_key("console_client_handshakes.http_local_rate_limit.enabled"));
         let cluster = cluster_name(STATIC_HOSTS[0].0, 443);
@@ -151,14 +168,14 @@ async fn the_kit_admits_through_a_named_virtual_host() {
         let token = forged.split("token=").nth(1).unwrap();
         assert_eq!(
             default.matches("\"GET /console HTTP/1.1\"").count(),
-            3,
+            4,
             "{default}"
         );
         assert!(
             !default.contains(token) && !default.contains(&ticket) && !default.contains("/ticket/"),
             "{default}"
         );
-        assert_eq!(kit_log.lines().count(), 3, "{kit_log}");
+        assert_eq!(kit_log.lines().count(), 4, "{kit_log}");
         assert!(
             !kit_log.contains(token) && !kit_log.contains(&ticket) && !kit_log.contains("/ticket/"),
             "{kit_log}"

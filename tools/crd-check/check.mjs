@@ -1,7 +1,8 @@
-// Validates Kubernetes documents (a JSON array) against the CRD schemas of
-// @kubernetes-models/{istio,gateway-api,envoy-gateway}: types, required
-// fields and enums, as `kubectl apply` would check them first (these
-// schemas allow unknown fields in places). Prints one line per document;
+// Validates Kubernetes documents (a JSON array) against their schemas:
+// kubernetes-models for the core API, @kubernetes-models/{istio,gateway-api,
+// envoy-gateway} for the CRDs. Types, required fields and enums, as
+// `kubectl apply` would check them first (these schemas allow unknown
+// fields in places). Prints one line per document;
 // exits 1 if any is invalid or has no schema.
 import { readFileSync } from "node:fs";
 
@@ -14,12 +15,15 @@ const PACKAGES = [
 const docs = JSON.parse(readFileSync(process.argv[2], "utf8"));
 let bad = 0;
 for (const d of docs) {
-  const [group, version] = String(d.apiVersion).split("/");
+  const parts = String(d.apiVersion).split("/");
   const where = `${d.apiVersion} ${d.kind} ${d.metadata?.name}`;
-  const pkg = PACKAGES.find(([re]) => re.test(group))?.[1];
+  // The core API ("v1") has no group.
+  const [group, version] = parts.length === 1 ? ["", parts[0]] : parts;
+  const pkg = group === "" ? "kubernetes-models" : PACKAGES.find(([re]) => re.test(group))?.[1];
+  const path = group === "" ? `${pkg}/${version}` : `${pkg}/${group}/${version}`;
   let Cls;
   try {
-    Cls = pkg && (await import(`${pkg}/${group}/${version}`))[d.kind];
+    Cls = pkg && (await import(path))[d.kind];
   } catch (e) {
     Cls = undefined;
   }
