@@ -46,6 +46,14 @@ pub async fn bounded<F: std::future::Future<Output = ()>>(secs: u64, f: F) {
         .unwrap_or_else(|_| panic!("test exceeded its bound of {secs} s"));
 }
 
+/// The `p`-quantile (0.0 to 1.0) of `sorted`, nearest rank; zero when
+/// empty. The one copy the tests' latency reports use.
+pub fn percentile(sorted: &[std::time::Duration], p: f64) -> std::time::Duration {
+    let last = sorted.len().saturating_sub(1);
+    let i = (last as f64 * p).round() as usize;
+    sorted.get(i).copied().unwrap_or_default()
+}
+
 /// The loopback address `127.0.0.<n>` (every 127/8 address works on Linux
 /// without configuration).
 pub fn loopback(n: u8) -> std::net::IpAddr {

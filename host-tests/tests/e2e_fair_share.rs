@@ -23,6 +23,7 @@ use common::{bounded, raise_fd_limit, Gateway, GatewayOpts, A, B};
 use mksgate_core::jws::{self, Alg, Key};
 use mksgate_host_tests::clients::{tcp_connect, user_address};
 use mksgate_host_tests::envoy::replace_exact;
+use mksgate_host_tests::percentile;
 use mksgate_host_tests::shipped;
 use mksgate_host_tests::vm_health::Pacer;
 use serde_json::json;
@@ -48,10 +49,7 @@ struct UsersReport {
 impl UsersReport {
     fn line(&mut self, what: &str) -> String {
         self.latencies.sort();
-        let p = |q: f64| {
-            let i = ((self.latencies.len().max(1) - 1) as f64 * q).round() as usize;
-            self.latencies.get(i).copied().unwrap_or_default()
-        };
+        let p = |q: f64| percentile(&self.latencies, q);
         format!(
             "{what}: {} consoles admitted, {} refused; handshake p50 {:.1?} p99 {:.1?} max {:.1?}",
             self.admitted,
