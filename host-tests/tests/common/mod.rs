@@ -164,6 +164,14 @@ pub struct Gateway {
     handed_out: Mutex<Vec<String>>,
 }
 
+/// The session of an upgrade to `path`, or a panic saying why there is none.
+fn admitted_session(outcome: Result<Outcome>, path: &str) -> Session {
+    outcome
+        .unwrap_or_else(|e| panic!("{e:#}"))
+        .session()
+        .unwrap_or_else(|e| panic!("admission of {}: {e:#}", short(path)))
+}
+
 impl Gateway {
     /// [`Gateway::start_with`] with the defaults.
     pub async fn start() -> Result<Gateway> {
@@ -450,21 +458,13 @@ impl Gateway {
 
     /// Asserts that [`Self::connect`] gets a WebSocket session (101).
     pub async fn expect_admitted(&self, path: &str, extra: &[(&str, &str)]) -> Session {
-        self.connect(path, extra)
-            .await
-            .unwrap_or_else(|e| panic!("{e:#}"))
-            .session()
-            .unwrap_or_else(|e| panic!("admission of {}: {e:#}", short(path)))
+        admitted_session(self.connect(path, extra).await, path)
     }
 
     /// [`Self::expect_admitted`] as the next of many users.
     #[allow(dead_code)] // not every test binary plays many users
     pub async fn expect_admitted_as_user(&self, path: &str) -> Session {
-        self.connect_as_user(path)
-            .await
-            .unwrap_or_else(|e| panic!("{e:#}"))
-            .session()
-            .unwrap_or_else(|e| panic!("admission of {}: {e:#}", short(path)))
+        admitted_session(self.connect_as_user(path).await, path)
     }
 
     /// (TLS handshakes, requests) seen by both stand-ins together.
