@@ -169,10 +169,9 @@ pub enum Kind {
         mksgate: bool,
         /// Envoy `--log-level`.
         log_level: &'static str,
-        /// A literal replacement in the rendered config (diagnostics).
-        patch: Option<(&'static str, &'static str)>,
-        /// Also replace this literal (the etcd store's second change).
-        patch2: Option<(&'static str, &'static str)>,
+        /// Literal replacements in the rendered config (diagnostics), each
+        /// of which must find its text.
+        patches: &'static [(&'static str, &'static str)],
         /// Start a single-member etcd for this system (the fleet store).
         etcd: bool,
     },
@@ -231,8 +230,7 @@ pub fn all_systems() -> Vec<System> {
                 module: None,
                 mksgate: false,
                 log_level: "info",
-                patch: None,
-                patch2: None,
+                patches: &[],
                 etcd: false,
             },
             handshake_only: false,
@@ -246,8 +244,7 @@ pub fn all_systems() -> Vec<System> {
                 module: Some("mksgate_noop_filter.wasm"),
                 mksgate: false,
                 log_level: "info",
-                patch: None,
-                patch2: None,
+                patches: &[],
                 etcd: false,
             },
             handshake_only: false,
@@ -261,8 +258,7 @@ pub fn all_systems() -> Vec<System> {
                 module: Some("mksgate_noop_filter.raw.wasm"),
                 mksgate: false,
                 log_level: "info",
-                patch: None,
-                patch2: None,
+                patches: &[],
                 etcd: false,
             },
             handshake_only: false,
@@ -276,8 +272,7 @@ pub fn all_systems() -> Vec<System> {
                 module: Some("mksgate_filter.wasm"),
                 mksgate: true,
                 log_level: "info",
-                patch: None,
-                patch2: None,
+                patches: &[],
                 etcd: false,
             },
             handshake_only: false,
@@ -291,8 +286,7 @@ pub fn all_systems() -> Vec<System> {
                 module: Some("mksgate_filter.raw.wasm"),
                 mksgate: true,
                 log_level: "info",
-                patch: None,
-                patch2: None,
+                patches: &[],
                 etcd: false,
             },
             handshake_only: false,
@@ -306,8 +300,7 @@ pub fn all_systems() -> Vec<System> {
                 module: Some("mksgate_filter.wasm"),
                 mksgate: true,
                 log_level: "warn",
-                patch: None,
-                patch2: None,
+                patches: &[],
                 etcd: false,
             },
             handshake_only: true,
@@ -321,8 +314,7 @@ pub fn all_systems() -> Vec<System> {
                 module: Some("mksgate_filter.wasm"),
                 mksgate: true,
                 log_level: "info",
-                patch: Some(("\"one_time_links\": true", "\"one_time_links\": false")),
-                patch2: None,
+                patches: &[("\"one_time_links\": true", "\"one_time_links\": false")],
                 etcd: false,
             },
             handshake_only: true,
@@ -336,8 +328,7 @@ pub fn all_systems() -> Vec<System> {
                 module: Some("mksgate_filter.wasm"),
                 mksgate: true,
                 log_level: "info",
-                patch: Some(ETCD_STORE_PATCH),
-                patch2: Some(ETCD_CLUSTER_PATCH),
+                patches: &[ETCD_STORE_PATCH, ETCD_CLUSTER_PATCH],
                 etcd: true,
             },
             handshake_only: true,
@@ -552,8 +543,7 @@ pub fn start(ctx: &Ctx, sys: &System, concurrency: u32) -> Result<Running> {
             module,
             mksgate,
             log_level,
-            patch,
-            patch2,
+            patches,
             etcd,
         } => {
             let etcd = if *etcd {
@@ -583,7 +573,7 @@ pub fn start(ctx: &Ctx, sys: &System, concurrency: u32) -> Result<Running> {
                 vars.push(("MODULE", path.to_string_lossy().into_owned()));
             }
             let mut cfg = render(&text, &vars)?;
-            for (from, to) in patch.iter().chain(patch2.iter()) {
+            for (from, to) in patches.iter() {
                 if !cfg.contains(from) {
                     bail!("{}: {from:?} not found in {template}", sys.id);
                 }
@@ -1355,8 +1345,8 @@ mod tests {
                 vars.push(("MODULE", "/x.wasm".to_string()));
             }
             let out = render(&text, &vars).unwrap();
-            if let Kind::Envoy { patch, patch2, .. } = sys.kind {
-                for (from, _) in patch.iter().chain(patch2.iter()) {
+            if let Kind::Envoy { patches, .. } = sys.kind {
+                for (from, _) in patches {
                     assert!(out.contains(from), "{}: patch target missing", sys.id);
                 }
             }
