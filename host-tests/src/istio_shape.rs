@@ -7,8 +7,11 @@
 //! removal, direct responses), the EnvoyFilter's patches inserted first in
 //! the HTTP filters, the WasmPlugin as a wasm filter delivered by ECDS with
 //! `vmConfig.env` as host environment keys, a cluster per ServiceEntry with
-//! its DestinationRule's TLS, and two access logs: Istio's default format
-//! and the kit's (`access-log.yaml`). No istiod runs here, so
+//! its DestinationRule's TLS, the connection manager istiod builds
+//! (`listener_builder.go`: codec AUTO, `normalize_path`, escaped slashes
+//! kept, no stream idle timeout) with `hardening.yaml` merged into it, and
+//! two access logs: Istio's default format and the kit's
+//! (`access-log.yaml`). No istiod runs here, so
 //! this is a model of istiod's output, not istiod's output; the point it
 //! proves is the one that broke: a named virtual host.
 
@@ -45,6 +48,20 @@ fn docs(rel: &str) -> Result<Vec<Value>> {
         .map(|d| Value::deserialize(d).with_context(|| format!("envoy/{rel}")))
         .filter(|v| !matches!(v, Ok(Value::Null)))
         .collect()
+}
+
+/// An EnvoyFilter MERGE as istiod applies it (proto merge): messages merge
+/// field by field, repeated fields append, anything else is replaced.
+fn merge(into: &mut Value, patch: &Value) {
+    match (into, patch) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                merge(a.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        (Value::Array(a), Value::Array(b)) => a.extend(b.iter().cloned()),
+        (slot, v) => *slot = v.clone(),
+    }
 }
 
 fn kind<'d>(docs: &'d [Value], kind: &str) -> Result<&'d Value> {
@@ -110,6 +127,7 @@ pub fn envoy_config(
     let plugin = kind(&docs("istio/wasmplugin.yaml")?, "WasmPlugin")?["spec"].clone();
     let limits = kind(&docs("istio/handshake-limits.yaml")?, "EnvoyFilter")?["spec"].clone();
     let hosts = docs("istio/esxi-hosts.yaml")?;
+    let hardening = kind(&docs("istio/hardening.yaml")?, "EnvoyFilter")?["spec"].clone();
 
     let vhost_name = vs["spec"]["hosts"][0]
         .as_str()
@@ -239,6 +257,42 @@ pub fn envoy_config(
         }));
     }
 
+    // The connection manager as istiod builds it for a gateway, then the
+    // kit's MERGE patch.
+    let mut hcm = json!({
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "outbound_0.0.0.0_443",
+        "codec_type": "AUTO",
+        "normalize_path": true,
+        "path_with_escaped_slashes_action": "KEEP_UNCHANGED",
+        "use_remote_address": true,
+        "upgrade_configs": [{"upgrade_type": "websocket"}],
+        "stream_idle_timeout": "0s",
+        "access_log": access_log,
+        "route_config": {
+            "name": format!("https.443.{}.{}.istio-ingress",
+                server["port"]["name"].as_str().unwrap_or("https"),
+                kind(&gateway, "Gateway")?["metadata"]["name"].as_str().unwrap_or("gateway")),
+            "virtual_hosts": [{
+                "name": format!("{vhost_name}:443"),
+                "domains": [vhost_name, format!("{vhost_name}:*")],
+                "routes": routes
+            }]
+        },
+        "http_filters": filters
+    });
+    for patch in hardening["configPatches"]
+        .as_array()
+        .context("hardening configPatches")?
+    {
+        if patch["applyTo"] != "NETWORK_FILTER" || patch["patch"]["operation"] != "MERGE" {
+            return Err(anyhow!(
+                "hardening.yaml: only NETWORK_FILTER MERGE is modelled"
+            ));
+        }
+        merge(&mut hcm, &patch["patch"]["value"]["typed_config"]);
+    }
+
     let min_tls = match server["tls"]["minProtocolVersion"].as_str() {
         Some("TLSV1_3") => "TLSv1_3",
         _ => "TLSv1_2",
@@ -270,24 +324,7 @@ pub fn envoy_config(
                     }},
                     "filters": [{
                         "name": "envoy.filters.network.http_connection_manager",
-                        "typed_config": {
-                            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                            "stat_prefix": "outbound_0.0.0.0_443",
-                            "use_remote_address": true,
-                            "upgrade_configs": [{"upgrade_type": "websocket"}],
-                            "access_log": access_log,
-                            "route_config": {
-                                "name": format!("https.443.{}.{}.istio-ingress",
-                                    server["port"]["name"].as_str().unwrap_or("https"),
-                                    kind(&gateway, "Gateway")?["metadata"]["name"].as_str().unwrap_or("gateway")),
-                                "virtual_hosts": [{
-                                    "name": format!("{vhost_name}:443"),
-                                    "domains": [vhost_name, format!("{vhost_name}:*")],
-                                    "routes": routes
-                                }]
-                            },
-                            "http_filters": filters
-                        }
+                        "typed_config": hcm
                     }]
                 }]
             }],

@@ -5,7 +5,10 @@
 //! shipped module. With the kit's `rewrite_authority: false` a link is
 //! admitted and reaches ESXi under its own name; with the filter rewriting
 //! `:authority` (the Envoy kit's default) the named virtual host no longer
-//! matches and the console is lost (404) after the link was spent.
+//! matches and the console is lost (404) after the link was spent. The
+//! kit's hardening (`hardening.yaml` merged into istiod's connection
+//! manager, the VirtualService's 15 s timeout) refuses what the Envoy kit
+//! refuses and bounds the wait for ESXi's 101 without cutting consoles.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -15,13 +18,13 @@ use mksgate_host_tests::envoy::{Envoy, EnvoyOpts};
 use mksgate_host_tests::gateway::upgrade_head;
 use mksgate_host_tests::istio_shape::{self, cluster_name};
 use mksgate_host_tests::shipped::{self, STATIC_HOSTS};
-use mksgate_host_tests::standin::{Standin, StandinConfig};
+use mksgate_host_tests::standin::{Fault, Standin, StandinConfig, TicketState};
 use mksgate_host_tests::tls::{CertKey, TestCa, Trust};
 use mksgate_host_tests::wire::WireTarget;
 use mksgate_host_tests::{link, loopback};
 use serde_json::Value;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 struct Kit {
     envoy: Envoy,
@@ -204,6 +207,95 @@ async fn rewriting_the_authority_loses_the_console_in_a_named_virtual_host() {
             kit.standins[0].requests().is_empty(),
             "nothing reached ESXi"
         );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kits_hardening_holds_in_the_istio_shape() {
+    bounded(90, async {
+        let kit = start(|_| {}).await;
+        // A console opened first must outlive the route's 15 s timeout.
+        let (path, _) = kit.path(1);
+        let opts = ClientOpts::new()
+            .connect_to(kit.wire.addr)
+            .pin(kit.cert_der.clone())
+            .sni("console.example.com")
+            .header("Origin", shipped::ORIGIN)
+            .wmks_protocols();
+        let url = format!("wss://console.example.com:{}{path}", kit.wire.addr.port());
+        let mut long = connect(&url, &opts).await.unwrap().session().unwrap();
+        verify_session(&mut long, 2).await.unwrap();
+
+        // Refused by Envoy before the filter, as in the Envoy kit
+        // (e2e_security.rs): the links are not spent.
+        let cluster_b = cluster_name(STATIC_HOSTS[1].0, 443);
+        let (path, ticket) = kit.path(0);
+        let underscore = kit
+            .wire
+            .send(&upgrade_head(
+                path.as_bytes(),
+                &[(b"x_mksgate_cluster", cluster_b.as_bytes())],
+            ))
+            .await
+            .unwrap();
+        assert_eq!(underscore.status, 400, "underscore header: {underscore:?}");
+        let ticket_b = kit.standins[1].issue_ticket();
+        let q = path.trim_start_matches("/console");
+        let escaped = format!("/console%2F..%2Fticket%2F{ticket_b}{q}");
+        let reply = kit
+            .wire
+            .send(&upgrade_head(escaped.as_bytes(), &[]))
+            .await
+            .unwrap();
+        assert_eq!(reply.status, 400, "escaped slashes: {reply:?}");
+        // Dot segments resolve outside the console prefix; a client-sent
+        // cluster header is stripped, so no VirtualService route matches.
+        let dots = format!("/console/../ticket/{ticket_b}{q}");
+        let reply = kit
+            .wire
+            .send(&upgrade_head(
+                dots.as_bytes(),
+                &[(shipped::CLUSTER_HEADER.as_bytes(), cluster_b.as_bytes())],
+            ))
+            .await
+            .unwrap();
+        assert_eq!(reply.status, 404, "dot segments: {reply:?}");
+        assert_eq!(
+            kit.standins[1].ticket_state(&ticket_b),
+            Some(TicketState::Issued)
+        );
+        assert_eq!(
+            kit.standins[0].ticket_state(&ticket),
+            Some(TicketState::Issued)
+        );
+
+        // ESXi never answers the upgrade: 504 after the route's 15 s.
+        kit.standins[0]
+            .set_fault(Fault::NeverAnswerUpgrade)
+            .await
+            .unwrap();
+        let mut slow = kit.wire.clone();
+        slow.timeout = Duration::from_secs(30);
+        let t0 = Instant::now();
+        let reply = slow
+            .send(&upgrade_head(path.as_bytes(), &[]))
+            .await
+            .unwrap();
+        let waited = t0.elapsed();
+        println!(
+            "Istio shape, ESXi never answers: {} after {waited:.1?}",
+            reply.status
+        );
+        assert_eq!(reply.status, 504, "{reply:?}");
+        assert!(
+            waited >= Duration::from_secs(14) && waited < Duration::from_secs(20),
+            "the VirtualService's 15 s timeout, got {waited:?}"
+        );
+        // The console opened before it is still carried.
+        verify_session(&mut long, 2).await.unwrap();
+        let stats = kit.envoy.stats().await.unwrap();
+        assert_eq!(stats["wasmcustom.mksgate.decision.admitted"], 2);
     })
     .await;
 }

@@ -23,7 +23,7 @@ use mksgate_core::jws::encode_secret;
 use mksgate_host_tests::envoy::{read_envoy_file, workspace_root, Envoy};
 use mksgate_host_tests::shipped::{self, KEY_ENV};
 use mksgate_host_tests::tls::{CertKey, TestCa};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// The Envoy configs (paths relative to `envoy/`) and the Istio files.
 const ENVOY_CONFIGS: [&str; 5] = [
@@ -33,13 +33,14 @@ const ENVOY_CONFIGS: [&str; 5] = [
     "rotation/bootstrap.yaml",
     "rotation/listeners.yaml",
 ];
-const ISTIO_FILES: [&str; 8] = [
+const ISTIO_FILES: [&str; 9] = [
     "access-log.yaml",
     "esxi-hosts.yaml",
     "etcd.yaml",
     "gateway-env-patch.yaml",
     "gateway.yaml",
     "handshake-limits.yaml",
+    "hardening.yaml",
     "secret.yaml",
     "wasmplugin.yaml",
 ];
@@ -460,6 +461,10 @@ fn istio_yamls_parse_with_expected_kinds() {
         kinds(&yaml_docs("istio/handshake-limits.yaml")),
         vec![pair("networking.istio.io/v1alpha3", "EnvoyFilter")]
     );
+    assert_eq!(
+        kinds(&yaml_docs("istio/hardening.yaml")),
+        vec![pair("networking.istio.io/v1alpha3", "EnvoyFilter")]
+    );
     // A strategic-merge patch for the gateway Deployment, not a resource.
     let patch = yaml_docs("istio/gateway-env-patch.yaml");
     assert_eq!(patch.len(), 1);
@@ -478,6 +483,7 @@ fn istio_yamls_parse_with_expected_kinds() {
         .chain(&yaml_docs("istio/gateway.yaml"))
         .chain(&yaml_docs("istio/wasmplugin.yaml"))
         .chain(&yaml_docs("istio/handshake-limits.yaml"))
+        .chain(&yaml_docs("istio/hardening.yaml"))
         .chain(&yaml_docs("istio/etcd.yaml"))
         .chain([secret])
     {
@@ -728,6 +734,74 @@ fn handshake_limits_are_the_same_in_every_kit() {
         istio, envoy,
         "envoy/istio/handshake-limits.yaml differs from envoy/static-clusters.yaml's limits"
     );
+}
+
+/// The Istio kit's hardening EnvoyFilter merges into the gateway's
+/// connection manager exactly the Envoy kit's values for each field it
+/// sets, and sets every hardening field the Envoy kit has; the
+/// VirtualService and the Gateway API rules bound the wait for ESXi's 101
+/// as the Envoy kit's admitted route does.
+#[test]
+fn istio_hardening_is_the_envoy_kits() {
+    let envoy = static_listener("static-clusters.yaml");
+    let hcm = &envoy["filter_chains"][0]["filters"][0]["typed_config"];
+    let patches = &yaml_docs("istio/hardening.yaml")[0]["spec"]["configPatches"];
+    let patches = patches.as_array().unwrap();
+    assert_eq!(patches.len(), 1);
+    let p = &patches[0];
+    assert_eq!(
+        (
+            &p["applyTo"],
+            &p["match"]["context"],
+            &p["patch"]["operation"]
+        ),
+        (&json!("NETWORK_FILTER"), &json!("GATEWAY"), &json!("MERGE"))
+    );
+    let patch = p["patch"]["value"]["typed_config"].as_object().unwrap();
+    assert_eq!(patch["@type"], hcm["@type"]);
+    let fields = [
+        "internal_address_config",
+        "normalize_path",
+        "merge_slashes",
+        "path_with_escaped_slashes_action",
+        "max_request_headers_kb",
+        "request_headers_timeout",
+        "stream_idle_timeout",
+        "common_http_protocol_options",
+    ];
+    let mut names: Vec<&str> = patch
+        .keys()
+        .map(String::as_str)
+        .filter(|k| *k != "@type")
+        .collect();
+    names.sort_unstable();
+    let mut want = fields.to_vec();
+    want.sort_unstable();
+    assert_eq!(names, want);
+    for f in fields {
+        assert_eq!(
+            patch[f], hcm[f],
+            "hardening.yaml {f} differs from the Envoy kit's"
+        );
+    }
+    let admitted = &hcm["route_config"]["virtual_hosts"][0]["routes"][0];
+    assert_eq!(admitted["name"], "console_admitted");
+    let timeout = admitted["route"]["timeout"].as_str().unwrap();
+    let vs = &yaml_docs("istio/gateway.yaml")[1]["spec"]["http"];
+    let routed: Vec<&Value> = vs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r.get("route").is_some())
+        .collect();
+    assert!(!routed.is_empty());
+    for r in routed {
+        assert_eq!(r["timeout"], timeout, "{r}");
+    }
+    let route = &yaml_docs("gateway-api/istio.yaml")[1]["spec"]["rules"];
+    for r in route.as_array().unwrap() {
+        assert_eq!(r["timeouts"]["request"], timeout, "{r}");
+    }
 }
 
 /// The Istio etcd kit: the cluster name it tells the user to put in the
