@@ -9,6 +9,24 @@ use sha2::{Digest, Sha256};
 /// Longest claim value copied into a log line.
 const MAX_LOGGED: usize = 128;
 
+/// Filter-state key (Envoy prefixes `wasm.`) of the decision's code, for the
+/// access log: `%FILTER_STATE(wasm.mksgate_decision:PLAIN)%`.
+pub const DECISION_PROPERTY: &str = "mksgate_decision";
+
+/// Filter-state keys of the audit's fields, in [`Audit::properties`] order;
+/// a field the decision did not learn is not set (the access log shows
+/// `null`). The cluster is Envoy's own `%UPSTREAM_CLUSTER%`, the one the
+/// filter picked, and the client `%DOWNSTREAM_REMOTE_ADDRESS%`.
+pub const AUDIT_PROPERTIES: [&str; 7] = [
+    "mksgate_kid",
+    "mksgate_jti",
+    "mksgate_host",
+    "mksgate_sub",
+    "mksgate_tenant",
+    "mksgate_ticket_sha256",
+    "mksgate_malformed_header",
+];
+
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
 pub struct Audit {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -33,6 +51,23 @@ pub struct Audit {
 }
 
 impl Audit {
+    /// The fields this audit has, as (filter-state key, value).
+    pub fn properties(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        let values = [
+            self.kid.as_deref(),
+            self.jti.as_deref(),
+            self.host.as_deref(),
+            self.sub.as_deref(),
+            self.tenant.as_deref(),
+            self.ticket_sha256.as_deref(),
+            self.malformed_header,
+        ];
+        AUDIT_PROPERTIES
+            .into_iter()
+            .zip(values)
+            .filter_map(|(key, value)| Some((key, value?)))
+    }
+
     /// Copies the loggable claims of a token whose signature checked out.
     pub(crate) fn record_claims(&mut self, claims: &Claims<'_>) {
         let short = |v: &Option<std::borrow::Cow<'_, str>>| {
@@ -97,5 +132,37 @@ mod tests {
         assert_eq!(v["sub"], "alice\n\"x\"");
         assert_eq!(v["ticket_sha256"].as_str().unwrap().len(), 12);
         assert!(v.get("jti").is_none());
+    }
+
+    #[test]
+    fn properties_are_the_fields_present() {
+        let audit = Audit {
+            kid: Some("k1".into()),
+            host: Some("vesxi01.sec.lab".into()),
+            ticket_sha256: Some(ticket_hash("secret-ticket")),
+            ..Audit::default()
+        };
+        let got: Vec<(&str, &str)> = audit.properties().collect();
+        assert_eq!(
+            got,
+            [
+                ("mksgate_kid", "k1"),
+                ("mksgate_host", "vesxi01.sec.lab"),
+                (
+                    "mksgate_ticket_sha256",
+                    audit.ticket_sha256.as_deref().unwrap()
+                ),
+            ]
+        );
+        assert_eq!(Audit::default().properties().count(), 0);
+        // Every key is a plain filter-state name, distinct from the others.
+        let mut keys = AUDIT_PROPERTIES.to_vec();
+        keys.push(DECISION_PROPERTY);
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(keys.len(), AUDIT_PROPERTIES.len() + 1);
+        assert!(keys.iter().all(|k| k
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')));
     }
 }

@@ -119,6 +119,9 @@ pub struct Config {
     pub ticket_path: TicketPath,
     /// Where one-time links are recorded (while `one_time_links` is on).
     pub replay_store: ReplayStore,
+    /// Whether each decision is also written as a JSON line to Envoy's log
+    /// (the access log always gets the audit from filter state).
+    pub log_decisions: bool,
 }
 
 /// Where one-time links are recorded.
@@ -143,6 +146,7 @@ const ROOT_FIELDS: &[&str] = &[
     "upstreams",
     "ticket_path",
     "replay_store",
+    "log_decisions",
 ];
 const KEY_FIELDS: &[&str] = &["kid", "alg", "secret_env", "secret_base64url"];
 const UPSTREAM_FIELDS: &[&str] = &[
@@ -178,11 +182,8 @@ impl Config {
             .unwrap_or(DEFAULT_CLOCK_SKEW_SECONDS);
         let max_ttl_seconds = opt_int(root, "max_ttl_seconds", 1, MAX_MAX_TTL_SECONDS)?
             .unwrap_or(DEFAULT_MAX_TTL_SECONDS);
-        let one_time_links = match root.get("one_time_links") {
-            None => true,
-            Some(Value::Bool(b)) => *b,
-            Some(_) => return Err(ConfigError::new("one_time_links", "must be true or false")),
-        };
+        let one_time_links = opt_bool(root, "one_time_links", true)?;
+        let log_decisions = opt_bool(root, "log_decisions", true)?;
         let allowed_origins = parse_origins(root.get("allowed_origins"))?;
         let upstreams = parse_upstreams(root.get("upstreams"))?;
         let ticket_path =
@@ -207,6 +208,7 @@ impl Config {
             upstreams,
             ticket_path,
             replay_store,
+            log_decisions,
         })
     }
 
@@ -269,6 +271,14 @@ fn printable(text: &str) -> String {
         .take(64)
         .map(|c| if c.is_control() { '?' } else { c })
         .collect()
+}
+
+fn opt_bool(map: &Map<String, Value>, field: &str, default: bool) -> Result<bool, ConfigError> {
+    match map.get(field) {
+        None => Ok(default),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(ConfigError::new(field, "must be true or false")),
+    }
 }
 
 fn opt_str<'v>(map: &'v Map<String, Value>, field: &str) -> Result<Option<&'v str>, ConfigError> {

@@ -31,9 +31,10 @@ pub trait Host {
     fn clear_route_cache(&self);
     /// Answers locally.
     fn reply(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) -> Result<(), HostRefused>;
-    /// The decision's three outputs: counter, access-log field, log line.
+    /// The decision's outputs: counter, access-log fields, log line.
     fn count(&self, code: Code);
-    fn record_decision(&self, code: Code);
+    /// The code and the audit in filter state, for the access log.
+    fn record_decision(&self, code: Code, audit: &Audit);
     fn log_info(&self, line: &str);
     fn log_error(&self, line: &str);
     /// Where one-time links are recorded (the local table).
@@ -74,9 +75,10 @@ pub struct Waiting {
 /// ever did, refuse).
 pub fn on_request_headers<H: Host>(host: &H, config: Option<&Config>) -> Next {
     let Some(config) = config else {
-        return refuse(host, Code::Unconfigured, &Audit::default(), None);
+        return refuse(host, true, Code::Unconfigured, &Audit::default(), None);
     };
     let cluster_header = config.upstreams.cluster_header.as_str();
+    let log = config.log_decisions;
     let client = host.client_address();
     // Headers as bytes: a value that is not UTF-8 is a fact for core to
     // judge, not a reason to trap. A map the host serialized wrongly cannot
@@ -97,6 +99,7 @@ pub fn on_request_headers<H: Host>(host: &H, config: Option<&Config>) -> Next {
             // Left in place it would pick the admitted route: refuse.
             return refuse(
                 host,
+                log,
                 Code::GatewayError,
                 &Audit::default(),
                 client.as_deref(),
@@ -116,6 +119,7 @@ pub fn on_request_headers<H: Host>(host: &H, config: Option<&Config>) -> Next {
         if set.is_err() && matches!(decision, Decision::Admit(_)) {
             return refuse(
                 host,
+                log,
                 Code::GatewayError,
                 &Audit::default(),
                 client.as_deref(),
@@ -124,20 +128,19 @@ pub fn on_request_headers<H: Host>(host: &H, config: Option<&Config>) -> Next {
     }
     match decision {
         Decision::PassThrough { .. } => Next::Continue,
-        Decision::Refuse(refusal) => refuse(host, refusal.code, &refusal.audit, client.as_deref()),
+        Decision::Refuse(refusal) => {
+            refuse(host, log, refusal.code, &refusal.audit, client.as_deref())
+        }
         Decision::Admit(admission) => match &config.replay_store {
             ReplayStore::Local => {
                 let commit = admission.commit(host.store(), now);
-                apply(host, cluster_header, commit, client.as_deref())
+                apply(host, config, commit, client.as_deref())
             }
             // Only a request that passed every other check reaches etcd.
             ReplayStore::Etcd(store) => match admission.defer() {
-                Deferred::Apply(rewrite) => apply(
-                    host,
-                    cluster_header,
-                    Commit::Apply(rewrite),
-                    client.as_deref(),
-                ),
+                Deferred::Apply(rewrite) => {
+                    apply(host, config, Commit::Apply(rewrite), client.as_deref())
+                }
                 Deferred::Wait(pending) => {
                     let started_ms = host.now_ms();
                     let (claim, call) = store.claim(pending.one_time(), started_ms);
@@ -147,7 +150,7 @@ pub fn on_request_headers<H: Host>(host: &H, config: Option<&Config>) -> Next {
                         started_ms,
                         client,
                     });
-                    send(host, store, cluster_header, waiting, &call)
+                    send(host, config, store, waiting, &call)
                 }
             },
         },
@@ -161,18 +164,12 @@ pub fn on_store_answer<H: Host>(
     mut waiting: Box<Waiting>,
     answer: Answer<'_>,
 ) -> Next {
-    let cluster_header = config.upstreams.cluster_header.as_str();
     let ReplayStore::Etcd(store) = &config.replay_store else {
         // Only an etcd store sends calls; anything else is the host's bug.
-        return settle(
-            host,
-            cluster_header,
-            waiting,
-            Outcome::Unavailable(Failure::Error),
-        );
+        return settle(host, config, waiting, Outcome::Unavailable(Failure::Error));
     };
     match waiting.claim.on_answer(answer, host.now_ms()) {
-        Step::Send(call) => send(host, store, cluster_header, waiting, &call),
+        Step::Send(call) => send(host, config, store, waiting, &call),
         Step::Done(outcome) => {
             if let Outcome::Unavailable(_) = outcome {
                 // What etcd said, for the operator; never the key or link.
@@ -182,47 +179,32 @@ pub fn on_store_answer<H: Host>(
                     mksgate_core::etcd::failure_detail(&answer)
                 ));
             }
-            settle(host, cluster_header, waiting, outcome)
+            settle(host, config, waiting, outcome)
         }
     }
 }
 
 fn send<H: Host>(
     host: &H,
+    config: &Config,
     store: &EtcdStore,
-    cluster_header: &str,
     waiting: Box<Waiting>,
     call: &Call,
 ) -> Next {
     match host.dispatch(store, call) {
         Ok(()) => Next::Wait(waiting),
-        Err(HostRefused) => settle(
-            host,
-            cluster_header,
-            waiting,
-            Outcome::Unavailable(Failure::Error),
-        ),
+        Err(HostRefused) => settle(host, config, waiting, Outcome::Unavailable(Failure::Error)),
     }
 }
 
 /// The store's outcome decides. Only a call's answer can admit, and the
 /// request is paused then: resume it.
-fn settle<H: Host>(
-    host: &H,
-    cluster_header: &str,
-    waiting: Box<Waiting>,
-    outcome: Outcome,
-) -> Next {
+fn settle<H: Host>(host: &H, config: &Config, waiting: Box<Waiting>, outcome: Outcome) -> Next {
     host.store_outcome(outcome, host.now_ms() - waiting.started_ms);
     let Waiting {
         pending, client, ..
     } = *waiting;
-    let next = apply(
-        host,
-        cluster_header,
-        pending.settle(outcome),
-        client.as_deref(),
-    );
+    let next = apply(host, config, pending.settle(outcome), client.as_deref());
     if matches!(next, Next::Continue) {
         host.resume();
     }
@@ -230,14 +212,11 @@ fn settle<H: Host>(
 }
 
 /// Applies a committed admission (or its refusal).
-fn apply<H: Host>(
-    host: &H,
-    cluster_header: &str,
-    commit: Commit<'_>,
-    client: Option<&str>,
-) -> Next {
+fn apply<H: Host>(host: &H, config: &Config, commit: Commit<'_>, client: Option<&str>) -> Next {
+    let cluster_header = config.upstreams.cluster_header.as_str();
+    let log = config.log_decisions;
     let rewrite: Rewrite<'_> = match commit {
-        Commit::Refuse(refusal) => return refuse(host, refusal.code, &refusal.audit, client),
+        Commit::Refuse(refusal) => return refuse(host, log, refusal.code, &refusal.audit, client),
         Commit::Apply(rewrite) => rewrite,
     };
     let applied = host
@@ -251,21 +230,25 @@ fn apply<H: Host>(
         // Never forward a half-rewritten request (it would carry the token
         // upstream); the link is spent, as for any admission that ESXi then
         // fails.
-        return refuse(host, Code::GatewayError, &rewrite.audit, client);
+        return refuse(host, log, Code::GatewayError, &rewrite.audit, client);
     }
     host.clear_route_cache();
-    finish(host, Code::Admitted, &rewrite.audit, client);
+    finish(host, log, Code::Admitted, &rewrite.audit, client);
     Next::Continue
 }
 
-fn finish<H: Host>(host: &H, code: Code, audit: &Audit, client: Option<&str>) {
+/// The decision's outputs: the counter, the audit in filter state (the
+/// access log's fields), and the log line when `log_decisions` is on.
+fn finish<H: Host>(host: &H, log: bool, code: Code, audit: &Audit, client: Option<&str>) {
     host.count(code);
-    host.record_decision(code);
-    host.log_info(&log_line(code, audit, client));
+    host.record_decision(code, audit);
+    if log {
+        host.log_info(&log_line(code, audit, client));
+    }
 }
 
-fn refuse<H: Host>(host: &H, code: Code, audit: &Audit, client: Option<&str>) -> Next {
-    finish(host, code, audit, client);
+fn refuse<H: Host>(host: &H, log: bool, code: Code, audit: &Audit, client: Option<&str>) -> Next {
+    finish(host, log, code, audit, client);
     let body = format!("{}\n", code.as_str());
     let headers = [
         ("content-type", "text/plain; charset=utf-8"),

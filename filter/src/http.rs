@@ -8,16 +8,13 @@ use crate::console::{self, Host, HostRefused, Next, Waiting};
 use crate::header_map::HeaderMap;
 use crate::host::EnvoySharedData;
 use crate::root::Ready;
+use mksgate_core::audit::DECISION_PROPERTY;
 use mksgate_core::etcd::{Answer, Call, EtcdStore, Outcome, MAX_ANSWER_BYTES};
 use mksgate_core::replay::SharedStore;
-use mksgate_core::Code;
+use mksgate_core::{Audit, Code};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 use std::rc::Rc;
-
-/// Filter-state key (Envoy prefixes `wasm.`) holding the reason code, for
-/// access logs: `%FILTER_STATE(wasm.mksgate_decision:PLAIN)%`.
-const DECISION_PROPERTY: &str = "mksgate_decision";
 
 pub struct Console {
     ready: Option<Rc<Ready>>,
@@ -128,8 +125,13 @@ impl Host for Envoy<'_> {
         }
     }
 
-    fn record_decision(&self, code: Code) {
+    /// One host call per field the audit has; a refused call costs that
+    /// field in the access log, nothing else.
+    fn record_decision(&self, code: Code, audit: &Audit) {
         let _ = abi::set_property(&[DECISION_PROPERTY], code.as_str().as_bytes());
+        for (key, value) in audit.properties() {
+            let _ = abi::set_property(&[key], value.as_bytes());
+        }
     }
 
     fn log_info(&self, line: &str) {

@@ -135,8 +135,9 @@ pub struct DemoInfo {
     /// base64 SHA-256 of the gateway certificate's public key, for
     /// Chromium's `--ignore-certificate-errors-spki-list`.
     pub gateway_spki_sha256: String,
-    /// Envoy's log file (decision lines).
-    pub envoy_log: String,
+    /// Envoy's access log (its stdout): a JSON line per decision, with
+    /// the audit.
+    pub access_log: String,
     /// Whether noVNC was found (the page needs it).
     pub novnc: bool,
     /// What the demo changed in the shipped config, besides addresses, ports,
@@ -165,7 +166,7 @@ pub(crate) struct State {
     standins: Vec<Standin>,
     gateway: SocketAddr,
     page: String,
-    envoy_log: PathBuf,
+    access_log: PathBuf,
     www: PathBuf,
     novnc: PathBuf,
 }
@@ -407,14 +408,14 @@ impl Demo {
         )
         .await?;
         let gateway = envoy.listener_addr(shipped::LISTENER).await?;
-        let envoy_log = envoy.dir().join("envoy.log");
+        let access_log = envoy.dir().join("stdout-stderr.log");
 
         let state = Arc::new(State {
             key,
             standins: vec![s1.clone(), s2.clone()],
             gateway,
             page: page.clone(),
-            envoy_log: envoy_log.clone(),
+            access_log: access_log.clone(),
             www: www_dir(),
             novnc: novnc_dir(),
         });
@@ -431,7 +432,7 @@ impl Demo {
             consoles,
             ca_pem: ca_pem.display().to_string(),
             gateway_spki_sha256: spki,
-            envoy_log: envoy_log.display().to_string(),
+            access_log: access_log.display().to_string(),
             novnc: state.novnc.join("core/rfb.js").is_file(),
             config_changes: vec![
                 format!("allowed_origins: [\"{}\"] -> [\"{origin}\", \"{origin_localhost}\"] (the demo page's origin)", shipped::ORIGIN),
@@ -547,8 +548,8 @@ pub fn describe(i: &DemoInfo) -> String {
     line("  - import the CA file above as a trusted authority".into());
     line(String::new());
     line(format!(
-        "Decisions: Envoy's log {} and {}/stats?filter=mksgate",
-        i.envoy_log, i.admin
+        "Decisions: Envoy's access log {} and {}/stats?filter=mksgate",
+        i.access_log, i.admin
     ));
     line("Ctrl-C stops everything.".into());
     s

@@ -1,5 +1,7 @@
 //! Host-side test harness for mksgate.
 //!
+//! * [`access_log`]: the shipped JSON access log read back (tunnel and end
+//!   lines, one record per decision).
 //! * [`standin`]: an ESXi WebMKS endpoint stand-in (`wss://host/ticket/<t>`),
 //!   in-process or as the `esxi-standin` binary with an HTTP control API.
 //! * [`dns`]: a tiny UDP DNS responder for Envoy's c-ares resolver.
@@ -15,6 +17,7 @@
 //!
 //! See `host-tests/README.md` for the stand-in's wire protocol.
 
+pub mod access_log;
 pub mod client;
 pub mod clients;
 pub mod demo;

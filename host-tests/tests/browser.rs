@@ -163,7 +163,7 @@ impl DemoProcess {
     }
 
     fn envoy_decisions(&self) -> Vec<serde_json::Value> {
-        mksgate_host_tests::demo::web::decisions(Path::new(&self.info.envoy_log))
+        mksgate_host_tests::demo::web::decisions(Path::new(&self.info.access_log))
     }
 }
 

@@ -128,3 +128,25 @@ async fn esxi_sees_the_real_client_address_only() {
     })
     .await;
 }
+
+/// The access log's `request_id` is Envoy's, not one a client chose (a
+/// client could otherwise write anything into the audit, a link included),
+/// and it is the one ESXi is sent, so the two logs can be joined.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_request_id_in_the_audit_is_envoys_own() {
+    bounded(60, async {
+        let gw = Gateway::start().await.unwrap();
+        let link = gw.new_link(A, json!({}));
+        let chosen = "client-chosen-request-id-0001";
+        let opts = gw.opts().header("X-Request-ID", chosen);
+        let s = gw.connect_with(&link.path, &opts).await.unwrap();
+        drop(s.session().unwrap());
+        let up = upstream_request(&gw, A, &link.ticket).await;
+        let sent = up.header("x-request-id").expect("a request ID to ESXi");
+        assert_ne!(sent, chosen);
+        let records = gw.decision_records(1, common::T).await.unwrap();
+        assert_eq!(records[0]["request_id"], sent, "{}", records[0]);
+        assert!(!gw.access_log().contains(chosen));
+    })
+    .await;
+}

@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use common::{bounded, now, random_hex, Gateway, A, B, T};
 use mksgate_core::jws::{self, Alg, Key};
+use mksgate_host_tests::access_log;
 use mksgate_host_tests::client::{verify_session, Session};
 use mksgate_host_tests::shipped;
 use serde_json::json;
@@ -394,33 +395,46 @@ async fn every_decision_code_through_envoy() {
             );
         }
 
-        // --- log lines: one JSON decision line per request, same counts.
-        let lines = gw.decision_log_lines();
+        // --- the audit in the access log: one record per decision (the
+        // tunnel line of a 101, the end line of anything else), same counts.
+        let lines = gw
+            .decision_records(tally.total() as usize, T)
+            .await
+            .unwrap();
         let mut logged = BTreeMap::new();
         for l in &lines {
             *logged
                 .entry(l["code"].as_str().unwrap().to_string())
                 .or_insert(0u64) += 1;
-            assert_eq!(l["mksgate"], "decision");
             assert!(l["status"].as_u64().is_some(), "{l}");
+            assert!(l["request_id"].is_string(), "{l}");
         }
-        assert_eq!(logged, tally.0, "decision lines in the Envoy log");
-        // Claims are logged only from verified tokens; admitted lines carry
-        // host, cluster, kid, jti, ticket hash and the client address.
+        assert_eq!(logged, tally.0, "decision records in the access log");
+        // Claims are recorded only from verified tokens; admitted records
+        // carry host, cluster, kid, jti, ticket hash and the client address.
         let adm = lines
             .iter()
             .find(|l| l["code"] == "admitted" && l["host"] == A)
             .unwrap();
+        assert_eq!(adm["event"], access_log::TUNNEL_UP);
         assert_eq!(adm["cluster"], "esxi_vesxi01");
         assert_eq!(adm["kid"], shipped::KID);
         assert_eq!(adm["status"], 101);
         assert_eq!(adm["sub"], "e2e-user");
+        assert!(adm["jti"].is_string(), "{adm}");
         assert_eq!(adm["ticket_sha256"].as_str().unwrap().len(), 12);
-        assert!(adm["client"].as_str().unwrap().starts_with("127.0.0.1:"));
+        assert!(adm["client"].as_str().unwrap().starts_with("127."));
+        assert!(adm["upstream_host"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.2:"));
         let bad = lines.iter().find(|l| l["code"] == "bad_signature").unwrap();
+        assert!(bad["jti"].is_null() && bad["sub"].is_null(), "{bad}");
+        // The shipped layout writes no decision line to Envoy's log
+        // (`log_decisions: false`): the access log is the audit.
         assert!(
-            bad.get("jti").is_none() && bad.get("sub").is_none(),
-            "{bad}"
+            !gw.envoy_log().contains(r#"{"mksgate":"decision""#),
+            "a decision line in Envoy's log"
         );
 
         // --- access log (Envoy's stdout): the decision field, same counts.
@@ -505,7 +519,9 @@ async fn replay_table_full_when_a_bucket_holds_only_live_links() {
         drop(admitted(&gw, &mut tally, &gw.link(json!({ "jti": other }))).await);
         gw.wait_decision_counts(&tally.0, T).await.unwrap();
         let line = gw
-            .decision_log_lines()
+            .decision_records(tally.total() as usize, T)
+            .await
+            .unwrap()
             .into_iter()
             .find(|l| l["code"] == "replay_table_full")
             .unwrap();

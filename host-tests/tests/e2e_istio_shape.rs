@@ -12,6 +12,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use mksgate_host_tests::access_log;
 use mksgate_host_tests::bounded;
 use mksgate_host_tests::client::{connect, verify_session, ClientOpts};
 use mksgate_host_tests::envoy::{Envoy, EnvoyOpts};
@@ -169,18 +170,38 @@ async fn the_kit_admits_through_a_named_virtual_host() {
         let default = read(istio_shape::DEFAULT_ACCESS_LOG);
         let kit_log = read(istio_shape::KIT_ACCESS_LOG);
         let token = forged.split("token=").nth(1).unwrap();
+        // Both logs write the same events: a line per console whose tunnel
+        // came up (a 101 per host and the carried session), and one per
+        // stream that ended (those and the forged link).
+        let tunnels = access_log::lines_of(&kit_log, access_log::TUNNEL_UP);
+        let ends = access_log::lines_of(&kit_log, access_log::END);
+        assert_eq!(tunnels.len(), STATIC_HOSTS.len() + 1, "{kit_log}");
+        assert_eq!(ends.len(), STATIC_HOSTS.len() + 2, "{kit_log}");
+        assert_eq!(
+            kit_log.lines().count(),
+            tunnels.len() + ends.len(),
+            "{kit_log}"
+        );
         assert_eq!(
             default.matches("\"GET /console HTTP/1.1\"").count(),
-            4,
+            kit_log.lines().count(),
             "{default}"
         );
         assert!(
             !default.contains(token) && !default.contains(&ticket) && !default.contains("/ticket/"),
             "{default}"
         );
-        assert_eq!(kit_log.lines().count(), 4, "{kit_log}");
         assert!(
             !kit_log.contains(token) && !kit_log.contains(&ticket) && !kit_log.contains("/ticket/"),
+            "{kit_log}"
+        );
+        // The audit is in the kit's log: the tunnel line says who opened
+        // which console.
+        assert!(
+            tunnels.iter().all(|l| l["decision"] == "admitted"
+                && l["jti"].is_string()
+                && l["host"].is_string()
+                && l["ticket_sha256"].is_string()),
             "{kit_log}"
         );
         assert!(kit_log.contains(r#""decision":"admitted""#), "{kit_log}");

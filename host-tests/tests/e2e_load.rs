@@ -197,11 +197,24 @@ async fn five_hundred_concurrent_sessions_bytes_intact() {
 async fn one_link_fired_fifty_times_at_once_is_admitted_once() {
     bounded(90, async {
         raise_fd_limit(4096);
+        // With the decision lines on (`log_decisions: true`, off in the
+        // shipped layouts), which say which worker's VM decided.
         let gw = Arc::new(
-            Gateway::start_with(GatewayOpts {
-                concurrency: 2,
-                ..GatewayOpts::default()
-            })
+            Gateway::start_with_yaml_edit(
+                GatewayOpts {
+                    concurrency: 2,
+                    ..GatewayOpts::default()
+                },
+                |y| {
+                    replace_exact(
+                        &y,
+                        &[(
+                            r#""log_decisions": false,"#.to_string(),
+                            r#""log_decisions": true,"#.to_string(),
+                        )],
+                    )
+                },
+            )
             .await
             .unwrap(),
         );

@@ -684,6 +684,68 @@ fn istio_access_log_is_the_envoy_kits_format() {
     );
 }
 
+/// Every shipped access log writes the filter's whole audit (core's list of
+/// filter-state keys, one copy of the rule), Envoy's WebSocket-session
+/// fields, and a line when a tunnel is up; none writes a path, a query or a
+/// header but X-Request-ID.
+#[test]
+fn every_access_log_carries_the_audit_and_the_tunnel_line() {
+    use mksgate_core::audit::{AUDIT_PROPERTIES, DECISION_PROPERTY};
+    let check = |what: &str, format: &Value| {
+        let text = serde_json::to_string(format).unwrap();
+        for key in AUDIT_PROPERTIES.iter().chain([&DECISION_PROPERTY]) {
+            let field = format!("%FILTER_STATE(wasm.{key}:PLAIN)%");
+            assert!(text.contains(&field), "{what}: no {field}");
+        }
+        for field in [
+            "%ACCESS_LOG_TYPE%",
+            "%DURATION%",
+            "%BYTES_RECEIVED%",
+            "%BYTES_SENT%",
+            "%RESPONSE_FLAGS%",
+            "%UPSTREAM_HOST%",
+            "%UPSTREAM_TRANSPORT_FAILURE_REASON%",
+            "%CONNECTION_TERMINATION_DETAILS%",
+            "%REQ(X-REQUEST-ID)%",
+        ] {
+            assert!(text.contains(field), "{what}: no {field}");
+        }
+        let reqs = text.matches("%REQ(").count();
+        assert_eq!(reqs, 1, "{what}: only X-Request-ID of the request");
+        assert!(!text.contains("PATH") && !text.contains("%RESP("), "{what}");
+    };
+    for file in [
+        "static-clusters.yaml",
+        "dynamic.yaml",
+        "fleet.yaml",
+        "rotation/listeners.yaml",
+    ] {
+        let text = read_envoy_file(file).unwrap();
+        assert!(
+            text.contains(
+                "access_log_options: { flush_log_on_tunnel_successfully_established: true }"
+            ),
+            "{file}"
+        );
+        let listener = if file.starts_with("rotation/") {
+            yaml(file)["resources"][0].clone()
+        } else {
+            static_listener(file)
+        };
+        let hcm = &listener["filter_chains"][0]["filters"][0]["typed_config"];
+        check(
+            file,
+            &hcm["access_log"][0]["typed_config"]["log_format"]["json_format"],
+        );
+    }
+    let docs = yaml_docs("istio/access-log.yaml");
+    check(
+        "istio/access-log.yaml",
+        &docs[0]["spec"]["meshConfig"]["extensionProviders"][0]["envoyFileAccessLog"]["logFormat"]
+            ["labels"],
+    );
+}
+
 /// The handshake limits: in every Envoy layout the first two HTTP filters
 /// are the per-client and the gateway-wide local rate limits, set for every
 /// request (no route overrides them, so a client-sent x-mksgate-cluster
@@ -767,6 +829,7 @@ fn istio_hardening_is_the_envoy_kits() {
         "max_request_headers_kb",
         "request_headers_timeout",
         "stream_idle_timeout",
+        "access_log_options",
         "common_http_protocol_options",
     ];
     let mut names: Vec<&str> = patch
@@ -967,7 +1030,11 @@ fn gateway_api_kits_agree_with_the_envoy_kit() {
     let policy = find("EnvoyExtensionPolicy");
     assert_eq!(policy["spec"]["wasm"][0]["failOpen"], false);
     assert_eq!(policy["spec"]["wasm"][0]["code"]["type"], "Image");
-    let hosts = same_but_hosts(&policy["spec"]["wasm"][0]["config"]);
+    // No access log with the audit in this kit: the decision lines stay on.
+    let mut config = policy["spec"]["wasm"][0]["config"].clone();
+    assert_eq!(config["log_decisions"], true);
+    config["log_decisions"] = Value::Bool(false);
+    let hosts = same_but_hosts(&config);
     let route = find("HTTPRoute");
     for (host, label) in hosts.as_object().unwrap() {
         let rule = rule_for(route, label.as_str().unwrap());

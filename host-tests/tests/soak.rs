@@ -1016,13 +1016,24 @@ async fn run(secs: u64, seed: u64) {
     gw.wait_decision_counts(&tally.codes, Duration::from_secs(10))
         .await
         .unwrap();
+    let total: u64 = tally.codes.values().sum();
     let mut logged: BTreeMap<String, u64> = BTreeMap::new();
-    for l in gw.decision_log_lines() {
+    for l in gw
+        .decision_records(total as usize, Duration::from_secs(15))
+        .await
+        .unwrap()
+    {
         *logged
             .entry(l["code"].as_str().unwrap_or("?").to_string())
             .or_insert(0) += 1;
+        if l["code"] == "admitted" {
+            assert!(
+                l["jti"].is_string() && l["ticket_sha256"].is_string(),
+                "{l}"
+            );
+        }
     }
-    assert_eq!(logged, tally.codes, "decision lines in Envoy's log");
+    assert_eq!(logged, tally.codes, "decision records in the access log");
     gw.wait_access_log(
         |lines| lines.len() as u64 >= tally.handshakes,
         Duration::from_secs(15),

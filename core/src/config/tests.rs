@@ -161,6 +161,7 @@ fn errors_name_the_field() {
         ("max_ttl_seconds", json!(0)),
         ("max_ttl_seconds", json!(86401)),
         ("one_time_links", json!("yes")),
+        ("log_decisions", json!(1)),
         ("allowed_origins", json!([])),
         ("allowed_origins", json!("https://a")),
         ("ticket_path", json!("/ticket/")),

@@ -50,6 +50,7 @@ enum Call {
     Reply(u32, Option<String>),
     Count(Code),
     Decision(Code),
+    Audit(Vec<(&'static str, String)>),
     Info(String),
     Error(String),
     Dispatch(&'static str, String),
@@ -175,8 +176,14 @@ impl Host for Mock {
     fn count(&self, code: Code) {
         self.calls.borrow_mut().push(Call::Count(code));
     }
-    fn record_decision(&self, code: Code) {
-        self.calls.borrow_mut().push(Call::Decision(code));
+    fn record_decision(&self, code: Code, audit: &Audit) {
+        let fields = audit
+            .properties()
+            .map(|(k, v)| (k, v.to_string()))
+            .collect();
+        let mut calls = self.calls.borrow_mut();
+        calls.push(Call::Decision(code));
+        calls.push(Call::Audit(fields));
     }
     fn log_info(&self, line: &str) {
         self.calls.borrow_mut().push(Call::Info(line.into()));
@@ -233,6 +240,49 @@ fn a_latin1_cookie_next_to_a_valid_link_is_admitted_and_rewritten() {
     assert!(calls.contains(&Call::Decision(Code::Admitted)));
     assert!(mock.info()[0].contains(r#""code":"admitted""#));
     assert_eq!(mock.replied(), None);
+    // The audit goes to filter state for the access log: no token, no ticket.
+    let audit = calls.iter().find_map(|c| match c {
+        Call::Audit(fields) => Some(fields.clone()),
+        _ => None,
+    });
+    let audit = audit.unwrap();
+    let keys: Vec<&str> = audit.iter().map(|(k, _)| *k).collect();
+    assert_eq!(
+        keys,
+        [
+            "mksgate_kid",
+            "mksgate_jti",
+            "mksgate_host",
+            "mksgate_ticket_sha256"
+        ]
+    );
+    assert_eq!(audit[1].1, "j-1");
+    assert!(audit.iter().all(|(_, v)| !v.contains("tk-1")));
+}
+
+#[test]
+fn log_decisions_off_keeps_the_audit_and_drops_the_log_line() {
+    let mut cfg = serde_json::json!({
+        "keys": [{"kid": "k1", "alg": "HS256", "secret_base64url": jws::encode_secret(SECRET)}],
+        "allowed_origins": ["https://portal.example.com"],
+        "upstreams": {"hosts": {"vesxi01.sec.lab": "esxi_vesxi01"}},
+    });
+    cfg["log_decisions"] = serde_json::json!(false);
+    let config = Config::parse(cfg.to_string().as_bytes(), &|_| None).unwrap();
+    for path in [link("j-q"), "/console?token=x.y.z".to_string()] {
+        let mock = Mock::upgrade(&path, &[]);
+        let _ = on_request_headers(&mock, Some(&config));
+        let calls = mock.calls();
+        assert!(mock.info().is_empty(), "{calls:?}");
+        assert!(
+            calls.iter().any(|c| matches!(c, Call::Decision(_))),
+            "{calls:?}"
+        );
+        assert!(
+            calls.iter().any(|c| matches!(c, Call::Audit(_))),
+            "{calls:?}"
+        );
+    }
 }
 
 #[test]

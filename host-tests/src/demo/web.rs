@@ -166,7 +166,7 @@ async fn route(target: &str, state: &State) -> Reply {
             let after = param(&params, "after")
                 .and_then(|v| v.parse::<usize>().ok())
                 .unwrap_or(usize::MAX);
-            let all = decisions(&state.envoy_log);
+            let all = decisions(&state.access_log);
             let count = all.len();
             let newer: Vec<_> = all.into_iter().skip(after.min(count)).collect();
             Reply::json(&serde_json::json!({"count": count, "decisions": newer}))
@@ -225,13 +225,11 @@ fn file(path: &Path) -> Reply {
     }
 }
 
-/// The filter's decision lines in Envoy's log, oldest first.
-pub fn decisions(envoy_log: &Path) -> Vec<serde_json::Value> {
-    let text = std::fs::read_to_string(envoy_log).unwrap_or_default();
-    text.lines()
-        .filter_map(|l| l.find("{\"mksgate\":\"decision\"").map(|i| &l[i..]))
-        .filter_map(|j| serde_json::from_str(j.trim()).ok())
-        .collect()
+/// The filter's decisions, oldest first, from the access log (Envoy's
+/// stdout): one record per decision, with `code` and `status`.
+pub fn decisions(access_log: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(access_log).unwrap_or_default();
+    crate::access_log::decisions(&text)
 }
 
 #[cfg(test)]
@@ -261,19 +259,22 @@ mod tests {
     }
 
     #[test]
-    fn decision_lines_are_found_in_envoy_logs() {
+    fn decisions_are_read_from_the_access_log() {
         let dir = std::env::temp_dir().join(format!("mksgate-web-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let log = dir.join("envoy.log");
+        let log = dir.join("stdout-stderr.log");
         std::fs::write(
             &log,
-            "[x][info][wasm] wasm log mksgate mksgate: {\"mksgate\":\"decision\",\"code\":\"bad_signature\",\"status\":403}\n\
-             [x][info][main] other\n",
+            "[x][info][main] other\n\
+             {\"event\":\"DownstreamEnd\",\"decision\":\"bad_signature\",\"status\":403}\n",
         )
         .unwrap();
         let d = decisions(&log);
         assert_eq!(d.len(), 1);
-        assert_eq!(d[0]["code"], "bad_signature");
+        assert_eq!(
+            (&d[0]["code"], &d[0]["status"]),
+            (&"bad_signature".into(), &403.into())
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

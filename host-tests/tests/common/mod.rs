@@ -43,6 +43,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use mksgate_core::jws::{self, Alg, Key};
 use mksgate_core::Code;
+use mksgate_host_tests::access_log;
 use mksgate_host_tests::client::{connect, ClientOpts, Outcome, Session};
 use mksgate_host_tests::clients;
 use mksgate_host_tests::envoy::{replace_exact, Envoy, EnvoyOpts};
@@ -539,24 +540,31 @@ impl Gateway {
         std::fs::read_to_string(self.envoy.dir().join("stdout-stderr.log")).unwrap_or_default()
     }
 
-    /// The filter's decision lines in Envoy's log, parsed
-    /// (`{"mksgate":"decision","code":...}`).
-    pub fn decision_log_lines(&self) -> Vec<Value> {
-        self.envoy_log()
-            .lines()
-            .filter_map(|l| l.find(r#"{"mksgate":"decision""#).map(|i| &l[i..]))
-            .map(|j| serde_json::from_str(j).unwrap_or_else(|e| panic!("decision line {j:?}: {e}")))
-            .collect()
+    /// The access log's end-of-stream lines (one per request, Envoy's own
+    /// refusals included), parsed.
+    pub fn access_log_lines(&self) -> Vec<Value> {
+        access_log::lines_of(&self.access_log(), access_log::END)
     }
 
-    /// The JSON access-log lines on Envoy's stdout.
-    pub fn access_log_lines(&self) -> Vec<Value> {
-        self.access_log()
-            .lines()
-            .filter(|l| l.trim_start().starts_with('{'))
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|v| v.get("decision").is_some())
-            .collect()
+    /// The filter's decisions as the access log records them, one per
+    /// decision (`code`, `status` and the audit), polled until there are
+    /// at least `n` (access logs are flushed a little after the event).
+    pub async fn decision_records(&self, n: usize, timeout: Duration) -> Result<Vec<Value>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let records = access_log::decisions(&self.access_log());
+            if records.len() >= n {
+                return Ok(records);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!(
+                    "{} decision records after {timeout:?}, want {n}:\n{}",
+                    records.len(),
+                    self.access_log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Polls the access-log lines until `pred` holds for them (access logs
