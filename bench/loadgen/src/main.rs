@@ -16,6 +16,7 @@
 //! signed with the base64url key in that variable (kid 2026-11, the shipped
 //! claims). `scripts/bench.sh` runs `suite` then `report`, pinned to CPU 1.
 
+mod deployed;
 mod procs;
 mod report;
 mod results;

@@ -45,29 +45,51 @@ pub enum Mode {
     Mksgate { key: Box<Key>, ttl_s: u64 },
 }
 
+/// TLS from the client, as a browser opens `wss://`: TLS 1.3, ALPN
+/// `http/1.1`, the gateway's name as SNI, its certificate checked against
+/// the run's CA.
+#[derive(Clone)]
+pub struct ClientTls {
+    pub connector: tokio_rustls::TlsConnector,
+    pub name: rustls::pki_types::ServerName<'static>,
+}
+
 /// Where the load goes.
 #[derive(Clone)]
 pub struct Target {
     pub addr: SocketAddr,
     pub mode: Mode,
+    pub tls: Option<ClientTls>,
     nonce: u64,
 }
 
 impl Target {
+    /// `self` reached over TLS.
+    pub fn with_tls(mut self, tls: ClientTls) -> Target {
+        self.tls = Some(tls);
+        self
+    }
+
     pub fn new(addr: SocketAddr, mode: Mode) -> Target {
         let nonce = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0)
             & 0x0fff_ffff_ffff_ffff;
-        Target { addr, mode, nonce }
+        Target {
+            addr,
+            mode,
+            tls: None,
+            nonce,
+        }
     }
 
     /// The upgrade request for handshake number `n` (unique ticket and jti).
     pub fn request(&self, n: u64) -> Result<Request> {
         let ticket = format!("b{:015x}{:016x}", self.nonce, n);
+        let scheme = if self.tls.is_some() { "wss" } else { "ws" };
         let uri = match &self.mode {
-            Mode::Path => format!("ws://{}/ticket/{ticket}?host={ESXI_HOST}", self.addr),
+            Mode::Path => format!("{scheme}://{}/ticket/{ticket}?host={ESXI_HOST}", self.addr),
             Mode::Mksgate { key, ttl_s } => {
                 let now = SystemTime::now()
                     .duration_since(UNIX_EPOCH)
@@ -84,7 +106,7 @@ impl Target {
                     "sub": "bench",
                 });
                 let token = jws::sign(key, claims.to_string().as_bytes());
-                format!("ws://{}/console?token={token}", self.addr)
+                format!("{scheme}://{}/console?token={token}", self.addr)
             }
         };
         let mut req = uri.into_client_request()?;
@@ -108,7 +130,11 @@ impl Counter {
     }
 }
 
-type Ws = WebSocketStream<TcpStream>;
+/// A plain or TLS connection: one type for every system's sessions.
+pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+type Ws = WebSocketStream<Box<dyn Io>>;
 
 /// Connect and upgrade; the error is a short kind for the error table.
 pub async fn open(target: &Target, n: u64) -> std::result::Result<Ws, String> {
@@ -118,7 +144,16 @@ pub async fn open(target: &Target, n: u64) -> std::result::Result<Ws, String> {
             .await
             .map_err(|e| format!("connect: {:?}", e.kind()))?;
         let _ = tcp.set_nodelay(true);
-        match tokio_tungstenite::client_async(req, tcp).await {
+        let io: Box<dyn Io> = match &target.tls {
+            None => Box::new(tcp),
+            Some(tls) => Box::new(
+                tls.connector
+                    .connect(tls.name.clone(), tcp)
+                    .await
+                    .map_err(|e| format!("tls: {:?}", e.kind()))?,
+            ),
+        };
+        match tokio_tungstenite::client_async(req, io).await {
             Ok((ws, _resp)) => Ok(ws),
             Err(WsError::Http(resp)) => Err(format!("status {}", resp.status().as_u16())),
             Err(WsError::Io(e)) => Err(format!("io: {:?}", e.kind())),

@@ -162,7 +162,9 @@ impl Paths {
 #[derive(Clone, Debug)]
 pub enum Kind {
     Direct,
-    Haproxy,
+    Haproxy {
+        template: &'static str,
+    },
     Envoy {
         template: &'static str,
         module: Option<&'static str>,
@@ -202,6 +204,11 @@ pub struct System {
     pub kind: Kind,
     /// Diagnostic variants run in the handshake scenarios only.
     pub handshake_only: bool,
+    /// TLS from the client and to ESXi (`deployed`); these systems are
+    /// measured as a group of their own, against the TLS stand-in.
+    pub tls: bool,
+    /// The proxy's access log on, at its shipped format.
+    pub access_log: bool,
 }
 
 /// The systems, in table order.
@@ -213,13 +220,19 @@ pub fn all_systems() -> Vec<System> {
             description: "the client talks to the stand-in itself (the limit)",
             kind: Kind::Direct,
             handshake_only: false,
+            tls: false,
+            access_log: false,
         },
         System {
             id: "haproxy",
             label: "2 HAProxy",
             description: "HAProxy, WebMKS jump-host recipe: backend = `host` query parameter, no authentication (bench/configs/haproxy.cfg)",
-            kind: Kind::Haproxy,
+            kind: Kind::Haproxy {
+                template: "haproxy.cfg",
+            },
             handshake_only: false,
+            tls: false,
+            access_log: false,
         },
         System {
             id: "envoy",
@@ -234,6 +247,8 @@ pub fn all_systems() -> Vec<System> {
                 etcd: false,
             },
             handshake_only: false,
+            tls: false,
+            access_log: false,
         },
         System {
             id: "noop",
@@ -248,6 +263,8 @@ pub fn all_systems() -> Vec<System> {
                 etcd: false,
             },
             handshake_only: false,
+            tls: false,
+            access_log: false,
         },
         System {
             id: "noop-raw",
@@ -262,6 +279,8 @@ pub fn all_systems() -> Vec<System> {
                 etcd: false,
             },
             handshake_only: false,
+            tls: false,
+            access_log: false,
         },
         System {
             id: "mksgate",
@@ -276,6 +295,8 @@ pub fn all_systems() -> Vec<System> {
                 etcd: false,
             },
             handshake_only: false,
+            tls: false,
+            access_log: false,
         },
         System {
             id: "mksgate-raw",
@@ -290,20 +311,24 @@ pub fn all_systems() -> Vec<System> {
                 etcd: false,
             },
             handshake_only: false,
+            tls: false,
+            access_log: false,
         },
         System {
-            id: "mksgate-warnlog",
-            label: "5c mksgate, log warn (diag.)",
-            description: "diagnostic, handshakes only: as 5 with Envoy at `--log-level warn`, so the decision line is formatted in the VM and handed to Envoy but not written",
+            id: "mksgate-declog",
+            label: "5c mksgate, decision lines (diag.)",
+            description: "diagnostic, handshakes only: as 5 with `log_decisions: true`, so each decision is also formatted as a JSON line in the VM and written to Envoy's log (the shipped layouts have it off)",
             kind: Kind::Envoy {
                 template: "envoy-mksgate.yaml",
                 module: Some("mksgate_filter.wasm"),
                 mksgate: true,
-                log_level: "warn",
-                patches: &[],
+                log_level: "info",
+                patches: &[("\"log_decisions\": false", "\"log_decisions\": true")],
                 etcd: false,
             },
             handshake_only: true,
+            tls: false,
+            access_log: false,
         },
         System {
             id: "mksgate-reusable",
@@ -318,6 +343,8 @@ pub fn all_systems() -> Vec<System> {
                 etcd: false,
             },
             handshake_only: true,
+            tls: false,
+            access_log: false,
         },
         System {
             id: "mksgate-etcd",
@@ -332,6 +359,99 @@ pub fn all_systems() -> Vec<System> {
                 etcd: true,
             },
             handshake_only: true,
+            tls: false,
+            access_log: false,
+        },
+        System {
+            id: "noop-log",
+            label: "4L Envoy+noop, access log (diag.)",
+            description: "diagnostic, handshakes only: as 4 with the shipped access log (envoy/static-clusters.yaml's format, a line when the tunnel is up and one at the end) on Envoy's stdout",
+            kind: Kind::Envoy {
+                template: "envoy-noop.yaml",
+                module: Some("mksgate_noop_filter.wasm"),
+                mksgate: false,
+                log_level: "info",
+                patches: &[],
+                etcd: false,
+            },
+            handshake_only: true,
+            tls: false,
+            access_log: true,
+        },
+        System {
+            id: "mksgate-log",
+            label: "5L mksgate, access log (diag.)",
+            description: "diagnostic, handshakes only: as 5 with the shipped access log, which writes the audit from filter state: mksgate at its shipped log settings",
+            kind: Kind::Envoy {
+                template: "envoy-mksgate.yaml",
+                module: Some("mksgate_filter.wasm"),
+                mksgate: true,
+                log_level: "info",
+                patches: &[],
+                etcd: false,
+            },
+            handshake_only: true,
+            tls: false,
+            access_log: true,
+        },
+        System {
+            id: "haproxy-tls",
+            label: "2T HAProxy, TLS + log",
+            description: "as deployed: as 2 with TLS 1.3 at the bind, TLS to ESXi (SNI, no certificate check, as the recipe) and its access log on (bench/configs/haproxy-deployed.cfg)",
+            kind: Kind::Haproxy {
+                template: "haproxy-deployed.cfg",
+            },
+            handshake_only: false,
+            tls: true,
+            access_log: true,
+        },
+        System {
+            id: "envoy-tls",
+            label: "3T Envoy, TLS + log",
+            description: "as deployed: as 3 with TLS 1.3 on the listener, TLS to ESXi with the shipped certificate pin, and the shipped access log",
+            kind: Kind::Envoy {
+                template: "envoy-no-filter.yaml",
+                module: None,
+                mksgate: false,
+                log_level: "info",
+                patches: &[],
+                etcd: false,
+            },
+            handshake_only: false,
+            tls: true,
+            access_log: true,
+        },
+        System {
+            id: "noop-tls",
+            label: "4T Envoy+noop, TLS + log",
+            description: "as deployed: as 4 with TLS on both sides and the shipped access log",
+            kind: Kind::Envoy {
+                template: "envoy-noop.yaml",
+                module: Some("mksgate_noop_filter.wasm"),
+                mksgate: false,
+                log_level: "info",
+                patches: &[],
+                etcd: false,
+            },
+            handshake_only: false,
+            tls: true,
+            access_log: true,
+        },
+        System {
+            id: "mksgate-tls",
+            label: "5T Envoy+mksgate, TLS + log",
+            description: "as deployed: as 5 with TLS on both sides and the shipped access log (the audit in it): envoy/static-clusters.yaml but for the handshake limits",
+            kind: Kind::Envoy {
+                template: "envoy-mksgate.yaml",
+                module: Some("mksgate_filter.wasm"),
+                mksgate: true,
+                log_level: "info",
+                patches: &[],
+                etcd: false,
+            },
+            handshake_only: false,
+            tls: true,
+            access_log: true,
         },
     ]
 }
@@ -345,24 +465,35 @@ pub struct Standin {
 }
 
 impl Standin {
-    pub fn start(paths: &Paths) -> Result<Standin> {
-        let log = paths.work.join("standin.log");
+    /// The plain stand-in, or with `cert_out` the TLS one at
+    /// `deployed::TLS_STANDIN_ADDR`, which writes its certificate there.
+    pub fn start(paths: &Paths, cert_out: Option<&Path>) -> Result<Standin> {
+        let (addr, name) = match cert_out {
+            None => (STANDIN_ADDR, "standin.log"),
+            Some(_) => (crate::deployed::TLS_STANDIN_ADDR, "standin-tls.log"),
+        };
+        let log = paths.work.join(name);
         let err = std::fs::File::create(&log)?;
         let mut cmd = pinned(Some(LOAD_CPU), &paths.standin);
         cmd.args([
             "--name",
             ESXI_HOST,
             "--addr",
-            STANDIN_ADDR,
-            "--plain",
+            addr,
             "--push-interval-ms",
             "0",
             "--any-ticket",
             "--no-request-log",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(err);
+        ]);
+        match cert_out {
+            None => {
+                cmd.arg("--plain");
+            }
+            Some(p) => {
+                cmd.arg("--cert-out").arg(p);
+            }
+        }
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(err);
         let mut proc = Proc::spawn_raw("esxi-standin", cmd, &log)?;
         let stdin = proc
             .child_mut()
@@ -393,7 +524,7 @@ impl Standin {
             .get("port")
             .and_then(|p| p.as_u64())
             .ok_or_else(|| anyhow!("stand-in ready line without port"))?;
-        let ip: IpAddr = STANDIN_ADDR.parse()?;
+        let ip: IpAddr = addr.parse()?;
         Ok(Standin {
             addr: SocketAddr::new(ip, port as u16),
             proc,
@@ -476,6 +607,8 @@ pub struct Ctx {
     pub key: Key,
     pub key_env_value: String,
     pub standin_addr: SocketAddr,
+    /// TLS material and the TLS stand-in, when a deployed system runs.
+    pub deployed: Option<crate::deployed::Deployed>,
 }
 
 fn wait_port(addr: SocketAddr, proc: &mut Proc, timeout: Duration) -> Result<()> {
@@ -500,6 +633,27 @@ fn wait_envoy_ready(admin: SocketAddr, proc: &mut Proc, timeout: Duration) -> Re
     mksgate_testkit::envoy::wait_live(admin, proc, timeout)
 }
 
+/// The deployed systems' TLS material for `sys`: `None` for a plaintext
+/// system; an error if `sys` wants TLS or its access log and the run has
+/// none.
+fn deployed_for<'c>(ctx: &'c Ctx, sys: &System) -> Result<Option<&'c crate::deployed::Deployed>> {
+    if !(sys.tls || sys.access_log) {
+        return Ok(None);
+    }
+    let d = ctx
+        .deployed
+        .as_ref()
+        .ok_or_else(|| anyhow!("{}: no TLS material for the deployed systems", sys.id))?;
+    Ok(sys.tls.then_some(d))
+}
+
+fn with_client_tls(target: Target, deployed: Option<&crate::deployed::Deployed>) -> Target {
+    match deployed {
+        Some(d) => target.with_tls(d.client.clone()),
+        None => target,
+    }
+}
+
 /// Start `sys` (fresh process) and wait until it serves.
 pub fn start(ctx: &Ctx, sys: &System, concurrency: u32) -> Result<Running> {
     let n = STARTS.fetch_add(1, Ordering::SeqCst);
@@ -511,29 +665,33 @@ pub fn start(ctx: &Ctx, sys: &System, concurrency: u32) -> Result<Running> {
             admin: None,
             _etcd: None,
         }),
-        Kind::Haproxy => {
+        Kind::Haproxy { template } => {
+            let deployed = deployed_for(ctx, sys)?;
+            let upstream = deployed.map_or(ctx.standin_addr, |d| d.standin);
             let port = free_port()?;
-            let template =
-                std::fs::read_to_string(ctx.paths.root.join("bench/configs/haproxy.cfg"))?;
-            let cfg = render(
-                &template,
-                &[
-                    ("LISTEN_PORT", port.to_string()),
-                    ("UPSTREAM_ADDR", ctx.standin_addr.ip().to_string()),
-                    ("UPSTREAM2_ADDR", STANDIN2_ADDR.to_string()),
-                    ("UPSTREAM_PORT", ctx.standin_addr.port().to_string()),
-                ],
-            )?;
-            let cfg_path = ctx.paths.work.join("haproxy.cfg");
+            let text =
+                std::fs::read_to_string(ctx.paths.root.join("bench/configs").join(template))?;
+            let mut vars = vec![
+                ("LISTEN_PORT", port.to_string()),
+                ("UPSTREAM_ADDR", upstream.ip().to_string()),
+                ("UPSTREAM2_ADDR", STANDIN2_ADDR.to_string()),
+                ("UPSTREAM_PORT", upstream.port().to_string()),
+            ];
+            if let Some(d) = deployed {
+                vars.push(("GATEWAY_PEM", d.gateway_pem.display().to_string()));
+            }
+            let cfg = render(&text, &vars)?;
+            let cfg_path = ctx.paths.work.join(format!("haproxy-{}.cfg", sys.id));
             std::fs::write(&cfg_path, cfg)?;
             let mut cmd = pinned(Some(PROXY_CPU), &ctx.paths.haproxy);
             cmd.arg("-db").arg("-f").arg(&cfg_path).stdin(Stdio::null());
-            let mut proc = Proc::spawn("haproxy", cmd, &ctx.paths.work.join("haproxy.log"))?;
+            let log = ctx.paths.work.join(format!("haproxy-{}.log", sys.id));
+            let mut proc = Proc::spawn("haproxy", cmd, &log)?;
             let addr = SocketAddr::new(localhost, port);
             wait_port(addr, &mut proc, Duration::from_secs(15))?;
             Ok(Running {
                 proc: Some(proc),
-                target: Arc::new(Target::new(addr, Mode::Path)),
+                target: Arc::new(with_client_tls(Target::new(addr, Mode::Path), deployed)),
                 admin: None,
                 _etcd: None,
             })
@@ -551,6 +709,8 @@ pub fn start(ctx: &Ctx, sys: &System, concurrency: u32) -> Result<Running> {
             } else {
                 None
             };
+            let deployed = deployed_for(ctx, sys)?;
+            let upstream = deployed.map_or(ctx.standin_addr, |d| d.standin);
             let port = free_port()?;
             let admin_port = free_port()?;
             let text =
@@ -558,9 +718,9 @@ pub fn start(ctx: &Ctx, sys: &System, concurrency: u32) -> Result<Running> {
             let mut vars = vec![
                 ("LISTEN_PORT", port.to_string()),
                 ("ADMIN_PORT", admin_port.to_string()),
-                ("UPSTREAM_ADDR", ctx.standin_addr.ip().to_string()),
+                ("UPSTREAM_ADDR", upstream.ip().to_string()),
                 ("UPSTREAM2_ADDR", STANDIN2_ADDR.to_string()),
-                ("UPSTREAM_PORT", ctx.standin_addr.port().to_string()),
+                ("UPSTREAM_PORT", upstream.port().to_string()),
             ];
             if let Some(m) = module {
                 let path = ctx.paths.module(m);
@@ -573,11 +733,23 @@ pub fn start(ctx: &Ctx, sys: &System, concurrency: u32) -> Result<Running> {
                 vars.push(("MODULE", path.to_string_lossy().into_owned()));
             }
             let mut cfg = render(&text, &vars)?;
-            for (from, to) in patches.iter() {
-                if !cfg.contains(from) {
+            let mut all: Vec<(String, String)> = patches
+                .iter()
+                .map(|(f, t)| (f.to_string(), t.to_string()))
+                .collect();
+            if let Some(d) = &ctx.deployed {
+                if sys.tls {
+                    all.extend(d.envoy_tls_patches());
+                }
+                if sys.access_log {
+                    all.push(d.envoy_access_log_patch());
+                }
+            }
+            for (from, to) in &all {
+                if !cfg.contains(from.as_str()) {
                     bail!("{}: {from:?} not found in {template}", sys.id);
                 }
-                cfg = cfg.replace(from, to);
+                cfg = cfg.replace(from.as_str(), to);
             }
             let cfg_path = ctx.paths.work.join(format!("envoy-{}.yaml", sys.id));
             std::fs::write(&cfg_path, cfg)?;
@@ -618,7 +790,7 @@ pub fn start(ctx: &Ctx, sys: &System, concurrency: u32) -> Result<Running> {
             };
             Ok(Running {
                 proc: Some(proc),
-                target: Arc::new(Target::new(addr, mode)),
+                target: Arc::new(with_client_tls(Target::new(addr, mode), deployed)),
                 admin: Some(admin),
                 _etcd: etcd,
             })
@@ -1017,7 +1189,7 @@ pub async fn run(root: &Path, out: &Path) -> Result<Results> {
     let systems = selected_systems();
     res.systems = systems.iter().map(system_info).collect();
 
-    let standin = Standin::start(&paths)?;
+    let standin = Standin::start(&paths, None)?;
     let me = std::process::id() as i32;
     res.pinning.push(Pinning {
         process: "mksgate-loadgen (load generator)".into(),
@@ -1030,41 +1202,77 @@ pub async fn run(root: &Path, out: &Path) -> Result<Results> {
     let secret = random_secret()?;
     let key = Key::new(Some(KID.into()), Alg::HS256, &secret)
         .map_err(|e| anyhow!("signing key: {e:?}"))?;
+    // The deployed systems' TLS stand-in and certificates, only if one runs.
+    let needs_deployed = systems.iter().any(|s| s.tls || s.access_log);
+    let tls_standin = if needs_deployed {
+        let cert = paths.work.join("standin-tls.crt");
+        let standin = Standin::start(&paths, Some(&cert))?;
+        res.pinning.push(Pinning {
+            process: "esxi-standin (TLS)".into(),
+            cpus_allowed: cpus_allowed(standin.pid()),
+        });
+        let deployed = crate::deployed::Deployed::new(root, &paths.work, standin.addr, &cert)?;
+        Some((standin, deployed))
+    } else {
+        None
+    };
+    let (tls_standin, deployed) = match tls_standin {
+        Some((s, d)) => (Some(s), Some(d)),
+        None => (None, None),
+    };
     let ctx = Ctx {
         paths,
         settings: settings.clone(),
         key,
         key_env_value: jws::encode_secret(&secret),
         standin_addr: standin.addr,
+        deployed,
     };
     let counter = Arc::new(Counter::default());
 
     let mut pinned_seen = std::collections::BTreeSet::new();
     let want = |name: &str| settings.scenarios.iter().any(|s| s == name);
     let scenarios = planned_scenarios(&settings);
+    // The plaintext systems, then the deployed (TLS) ones as a group of
+    // their own: paced runs load every system of a group at once on the
+    // proxy CPU, and the TLS ones against their own stand-in.
+    let (deployed_systems, plain): (Vec<System>, Vec<System>) =
+        systems.iter().cloned().partition(|s| s.tls);
     for sc in scenarios {
-        sliced(
-            &ctx,
-            &systems,
-            sc,
-            standin.pid(),
-            &counter,
-            &mut res,
-            &mut pinned_seen,
-        )
-        .await;
+        for (group, standin_pid) in [
+            (&plain, standin.pid()),
+            (
+                &deployed_systems,
+                tls_standin.as_ref().map_or(standin.pid(), |s| s.pid()),
+            ),
+        ] {
+            if group.is_empty() {
+                continue;
+            }
+            sliced(
+                &ctx,
+                group,
+                sc,
+                standin_pid,
+                &counter,
+                &mut res,
+                &mut pinned_seen,
+            )
+            .await;
+        }
     }
 
     if want("idle") {
-        measure_idle(&ctx, &systems, standin.pid(), &counter, &mut res).await;
+        measure_idle(&ctx, &plain, standin.pid(), &counter, &mut res).await;
     }
     if want("vm-memory") {
-        measure_vm_memory(&ctx, &systems, &counter, &mut res).await;
+        measure_vm_memory(&ctx, &plain, &counter, &mut res).await;
     }
     if want("load-time") {
-        measure_load_time(&ctx, &systems, &mut res);
+        measure_load_time(&ctx, &plain, &mut res);
     }
 
+    drop(tls_standin);
     drop(standin);
     res.meta.loadavg_end = read_trim("/proc/loadavg");
     res.meta.wall_seconds = t0.elapsed().as_secs_f64();
@@ -1103,7 +1311,7 @@ fn selected_systems() -> Vec<System> {
 fn system_info(s: &System) -> SystemInfo {
     let (config, module) = match &s.kind {
         Kind::Direct => (None, None),
-        Kind::Haproxy => (Some("bench/configs/haproxy.cfg".to_string()), None),
+        Kind::Haproxy { template } => (Some(format!("bench/configs/{template}")), None),
         Kind::Envoy {
             template, module, ..
         } => (
@@ -1328,7 +1536,7 @@ mod tests {
         for sys in all_systems() {
             let (file, module) = match sys.kind {
                 Kind::Direct => continue,
-                Kind::Haproxy => ("haproxy.cfg", None),
+                Kind::Haproxy { template } => (template, None),
                 Kind::Envoy {
                     template, module, ..
                 } => (template, module),
@@ -1340,6 +1548,7 @@ mod tests {
                 ("UPSTREAM_ADDR", "127.0.0.2".to_string()),
                 ("UPSTREAM2_ADDR", "127.0.0.3".to_string()),
                 ("UPSTREAM_PORT", "3".to_string()),
+                ("GATEWAY_PEM", "/gw.pem".to_string()),
             ];
             if module.is_some() {
                 vars.push(("MODULE", "/x.wasm".to_string()));
@@ -1348,6 +1557,10 @@ mod tests {
             if let Kind::Envoy { patches, .. } = sys.kind {
                 for (from, _) in patches {
                     assert!(out.contains(from), "{}: patch target missing", sys.id);
+                }
+                use crate::deployed::{ACCESS_LOG_ANCHOR, CLUSTER_ANCHOR, LISTENER_ANCHOR};
+                for anchor in [LISTENER_ANCHOR, CLUSTER_ANCHOR, ACCESS_LOG_ANCHOR] {
+                    assert_eq!(out.matches(anchor).count(), 1, "{}: {anchor:?}", sys.id);
                 }
             }
         }

@@ -115,8 +115,13 @@ impl Report<'_> {
                 let Some(s) = self.total(id, Scenario::HandshakePaced, None) else {
                     continue;
                 };
-                let (_, per) =
-                    self.ratio_cycles(MK, id, Scenario::HandshakePaced, None, Self::cpu_per_op);
+                let (_, per) = self.ratio_cycles(
+                    mk_for(id),
+                    id,
+                    Scenario::HandshakePaced,
+                    None,
+                    Self::cpu_per_op,
+                );
                 let _ = writeln!(
                     w,
                     "| {} | {} | {} / {} | {} | {} | {} |",
@@ -125,7 +130,7 @@ impl Report<'_> {
                     fmt(s.lat_p50_us.map(|v| v / 1e3), 2),
                     fmt(s.lat_p99_us.map(|v| v / 1e3), 2),
                     fmt(Self::cpu_per_op(s).map(|v| v * 1e6), 1),
-                    if id == MK {
+                    if id == mk_for(id) {
                         "—".into()
                     } else {
                         fmt_range(&per)

@@ -25,6 +25,27 @@ const NOOP: &str = "noop";
 const NOOP_RAW: &str = "noop-raw";
 const HAPROXY: &str = "haproxy";
 const DIRECT: &str = "direct";
+/// Diagnostics of the handshake budget (plaintext).
+const MK_DECLOG: &str = "mksgate-declog";
+const MK_REUSABLE: &str = "mksgate-reusable";
+const NOOP_LOG: &str = "noop-log";
+const MK_LOG: &str = "mksgate-log";
+/// The systems as deployed (TLS both sides, access logs): a group of their
+/// own, compared only with each other.
+const HAPROXY_TLS: &str = "haproxy-tls";
+const ENVOY_TLS: &str = "envoy-tls";
+const NOOP_TLS: &str = "noop-tls";
+const MK_TLS: &str = "mksgate-tls";
+const DEPLOYED: [&str; 4] = [HAPROXY_TLS, ENVOY_TLS, NOOP_TLS, MK_TLS];
+
+/// The mksgate system a ratio for `id` divides: the one of its group.
+fn mk_for(id: &str) -> &'static str {
+    if DEPLOYED.contains(&id) {
+        MK_TLS
+    } else {
+        MK
+    }
+}
 
 /// The scenarios a run measures (`Sample::scenario`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +81,7 @@ struct Report<'a> {
 }
 
 mod data_path;
+mod deployed;
 mod handshakes;
 mod memory;
 mod method;
@@ -318,6 +340,7 @@ impl<'a> Report<'a> {
         let _ = writeln!(w, "![benchmark plot]({svg_rel})\n");
 
         self.section_targets(w);
+        self.section_deployed(w);
         self.section_method(w);
         self.section_handshakes(w);
         self.section_streams(w);

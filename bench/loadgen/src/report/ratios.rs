@@ -9,7 +9,12 @@ impl Report<'_> {
     pub(super) fn section_ratios(&self, w: &mut String) {
         let c = &self.r.config;
         let _ = writeln!(w, "## Ratios of mksgate to each other system\n");
-        let others: Vec<&str> = self.ids().into_iter().filter(|i| *i != MK).collect();
+        // The plaintext systems; the deployed ones have their own section.
+        let others: Vec<&str> = self
+            .ids()
+            .into_iter()
+            .filter(|i| *i != MK && !DEPLOYED.contains(i))
+            .collect();
         let mut head = String::from("| mksgate ÷ |");
         let mut sep = String::from("|---|");
         for o in &others {

@@ -36,7 +36,8 @@ impl Report<'_> {
             let Some(s) = self.total(id, Scenario::Frames, None) else {
                 continue;
             };
-            let (_, per) = self.ratio_cycles(MK, id, Scenario::Frames, None, Self::cpu_per_op);
+            let (_, per) =
+                self.ratio_cycles(mk_for(id), id, Scenario::Frames, None, Self::cpu_per_op);
             let _ = writeln!(
                 w,
                 "| {} | {} | {} / {} | {} | {} | {} | {} |",
@@ -46,7 +47,7 @@ impl Report<'_> {
                 fmt(s.lat_p99_us, 0),
                 fmt(Self::frame_us(s), 2),
                 fmt(Self::cpu_per_gb(s), 1),
-                if id == MK {
+                if id == mk_for(id) {
                     "—".into()
                 } else {
                     fmt_range(&per)
@@ -98,14 +99,15 @@ impl Report<'_> {
             let Some(s) = self.total(id, Scenario::Bulk, None) else {
                 continue;
             };
-            let (_, per) = self.ratio_cycles(MK, id, Scenario::Bulk, None, Self::cpu_per_gb);
+            let (_, per) =
+                self.ratio_cycles(mk_for(id), id, Scenario::Bulk, None, Self::cpu_per_gb);
             let _ = writeln!(
                 w,
                 "| {} | {} | {} | {} | {} |",
                 self.label(id),
                 fmt(Some(s.bytes as f64 / s.wall_s.max(1e-9) / 1e6), 0),
                 fmt(Self::cpu_per_gb(s), 3),
-                if id == MK {
+                if id == mk_for(id) {
                     "—".into()
                 } else {
                     fmt_range(&per)
