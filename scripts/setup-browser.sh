@@ -6,9 +6,10 @@
 #   * QEMU (qemu-system-x86) from Debian, the console behind the demo's ESXi
 #     stand-in. Optional: if it cannot be installed the demo and the tests use
 #     the built-in RFB test-pattern server instead, and say so;
-#   * `npm ci` in demo/: noVNC (@novnc/novnc, served to the page) and
-#     playwright-core (drives the Chromium above; it never downloads a
-#     browser of its own).
+#   * `npm ci` in demo/: noVNC (@novnc/novnc) and VMware's HTML console
+#     (opennebula-wmks 2.1.4, which packages wmks 2.1.0), both served to
+#     the page, and playwright-core (drives the Chromium above; it never
+#     downloads a browser of its own).
 #
 # Called by `make test` before the test suite. Kept apart from
 # scripts/setup.sh so the two can change independently.
@@ -47,10 +48,12 @@ DEMO="$ROOT/demo"
 STAMP="$DEMO/node_modules/.mksgate-installed-lock.json"
 if ! cmp -s "$DEMO/package-lock.json" "$STAMP" \
   || [ ! -f "$DEMO/node_modules/@novnc/novnc/core/rfb.js" ] \
+  || [ ! -f "$DEMO/node_modules/opennebula-wmks/dist/wmks.js" ] \
   || [ ! -f "$DEMO/node_modules/playwright-core/package.json" ]; then
   echo "setup-browser: npm ci in demo/"
   (cd "$DEMO" && npm ci --no-audit --no-fund --loglevel=error)
   cp "$DEMO/package-lock.json" "$STAMP"
 fi
 echo "setup-browser: noVNC $(node -p 'require("./demo/node_modules/@novnc/novnc/package.json").version')," \
+  "wmks (opennebula-wmks) $(node -p 'require("./demo/node_modules/opennebula-wmks/package.json").version')," \
   "playwright-core $(node -p 'require("./demo/node_modules/playwright-core/package.json").version')"

@@ -5,11 +5,13 @@
 //   node demo/tests/open-console.mjs --url URL --expect drawn|refused
 //        --screenshot FILE.png [--page-screenshot FILE.png]
 //        [--spki BASE64] [--timeout-ms 30000] [--type TEXT] [--min-colours N]
+//        [--stay-ms N]
 //
 // --expect drawn:   wait until noVNC connected and the canvas shows at
 //                   least N colours (default 2); screenshot the canvas. With --type,
 //                   then type TEXT into the console and screenshot again
-//                   (FILE-typed.png).
+//                   (FILE-typed.png). With --stay-ms, then check the console
+//                   is still connected N ms later (no spurious disconnect).
 // --expect refused: wait until the page reports the gateway's refusal.
 // The gateway certificate is trusted only by its public key hash (--spki:
 // Chromium's --ignore-certificate-errors-spki-list), nothing else is relaxed.
@@ -50,7 +52,7 @@ const browser = await chromium.launch({ executablePath, headless: true, args: fl
 try {
   const page = await browser.newPage({ viewport: { width: 1100, height: 900 } });
   page.on('console', (m) => result.console.push(`${m.type()}: ${m.text()}`.slice(0, 300)));
-  page.on('pageerror', (e) => result.console.push(`pageerror: ${e.message}`.slice(0, 300)));
+  page.on('pageerror', (e) => result.console.push(`pageerror: ${e.stack || e.message}`.slice(0, 600)));
   await page.goto(opts.url, { waitUntil: 'load', timeout: opts.timeoutMs });
   const want = opts.expect === 'drawn'
     ? (min) => {
@@ -77,7 +79,8 @@ try {
   }));
   Object.assign(result, await snapshot());
   if (opts.expect === 'drawn') {
-    const canvas = page.locator('#screen canvas');
+    // The console canvas (the page marks it: wmks keeps several).
+    const canvas = page.locator('#screen canvas[data-console="1"]');
     if (await canvas.count()) {
       // Let a few more updates arrive (the VM may still be painting).
       await page.waitForTimeout(1000);
@@ -91,11 +94,19 @@ try {
         await canvas.screenshot({ path: typed });
         result.typedScreenshot = typed;
       }
+      if (opts.stayMs && !waitError) {
+        await page.waitForTimeout(Number(opts.stayMs));
+        result.stayedMs = Number(opts.stayMs);
+        result.phaseAfterStay = await page.evaluate(() => window.mksgateDemo.phase);
+      }
     }
-    result.ok = !waitError && result.phase === 'connected' && result.drawn;
+    result.ok = !waitError && result.phase === 'connected' && result.drawn
+      && (!opts.stayMs || result.phaseAfterStay === 'connected');
   } else {
     result.ok = !waitError && result.phase === 'refused';
   }
+  result.client = await page.evaluate(() => window.mksgateDemo && window.mksgateDemo.client);
+  result.wmksErrors = await page.evaluate(() => window.mksgateDemo && window.mksgateDemo.wmksErrors);
   if (opts.pageScreenshot) {
     await page.screenshot({ path: opts.pageScreenshot, fullPage: true });
     result.pageScreenshot = opts.pageScreenshot;

@@ -1,9 +1,17 @@
-// The mksgate demo page: opens the console link from ?link= with noVNC, and
-// on a refusal asks the demo server which decision the gateway logged.
+// The mksgate demo page: opens the console link from ?link= with noVNC or
+// VMware's HTML console (wmks 2.1.0, ?client=wmks; ?legacy=1 turns on its
+// uint8utf8 mode, as VMware Cloud Director uses it), and on a refusal asks
+// the demo server which decision the gateway logged.
 import RFB from '/novnc/core/rfb.js';
 
 const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+// The .vmx path the page names in uint8utf8 (Cloud Director) mode; a real
+// portal has it from Cloud Director's acquireMksTicket answer.
+const DEMO_VMX_PATH = '[datastore1] mksgate-demo-vm/mksgate-demo-vm.vmx';
 const page = {
+  client: params.get('client') === 'wmks' ? 'wmks' : 'novnc',
+  legacy: params.get('legacy') === '1',
   rfb: null,
   link: null,
   host: null,
@@ -13,6 +21,9 @@ const page = {
   code: null,
   decisionsBefore: null,
   attempt: 0,
+  wmksConnectedAt: null,
+  wmksDisconnectedAt: null,
+  wmksErrors: [],
 };
 
 function setStatus(phase, text) {
@@ -40,8 +51,11 @@ async function decisions(after) {
 
 // Distinct colours and luminance spread of the console canvas.
 function canvasStats() {
-  const canvas = $('screen').querySelector('canvas');
+  // wmks keeps more than one canvas; the console is the largest.
+  const canvas = [...$('screen').querySelectorAll('canvas')]
+    .sort((a, b) => b.width * b.height - a.width * a.height)[0];
   if (!canvas || !canvas.width || !canvas.height) return null;
+  canvas.dataset.console = '1';
   const ctx = canvas.getContext('2d');
   const { data } = ctx.getImageData(0, 0, canvas.width, canvas.height);
   const colours = new Set();
@@ -177,29 +191,80 @@ async function connect(link) {
   }
   if (attempt !== page.attempt) return;
   setStatus('connecting', `Connecting to ${page.host} through the gateway…`);
-  let rfb;
+  const events = {
+    connected: () => {
+      if (attempt !== page.attempt) return;
+      page.connected = true;
+      $('disconnect').disabled = false;
+      setStatus('connected', `Connected to ${page.host} through the gateway (${clientName()}).`);
+      showDecision(attempt, false);
+      watchDrawing(attempt);
+    },
+    disconnected: (clean) => onDisconnect(attempt, { detail: { clean } }),
+  };
   try {
-    rfb = new RFB($('screen'), link, { wsProtocols: ['binary'] });
+    page.rfb = page.client === 'wmks' ? await openWmks(link, events) : openNoVNC(link, events);
   } catch (e) {
     setStatus('refused', `Could not open the link: ${e.message}`);
-    return;
   }
-  page.rfb = rfb;
+}
+
+function clientName() {
+  if (page.client !== 'wmks') return 'noVNC';
+  return `VMware HTML console${page.legacy ? ', uint8utf8' : ''}`;
+}
+
+// noVNC: `binary` only.
+function openNoVNC(link, events) {
+  const rfb = new RFB($('screen'), link, { wsProtocols: ['binary'] });
   rfb.scaleViewport = false;
   rfb.resizeSession = false;
   rfb.addEventListener('connect', () => {
-    if (attempt !== page.attempt) return;
-    page.connected = true;
-    $('disconnect').disabled = false;
-    setStatus('connected', `Connected to ${page.host} through the gateway.`);
-    showDecision(attempt, false);
-    watchDrawing(attempt);
+    events.connected();
     rfb.focus();
   });
-  rfb.addEventListener('disconnect', (e) => onDisconnect(attempt, e));
+  rfb.addEventListener('disconnect', (e) => events.disconnected(e.detail.clean));
   rfb.addEventListener('desktopname', (e) => {
     $('drawn').dataset.desktop = e.detail.name;
   });
+  return { disconnect: () => rfb.disconnect() };
+}
+
+// VMware's HTML console: offers `binary` and `vmware-vvc` (and `uint8utf8`
+// in legacy mode) and speaks WebMKS; loaded only when asked for.
+async function openWmks(link, events) {
+  const { default: WMKS } = await import('/wmks/wmks.js');
+  const holder = document.createElement('div');
+  holder.id = 'wmks-screen';
+  $('screen').replaceChildren(holder);
+  const wmks = WMKS.createWMKS('wmks-screen', {
+    rescale: false,
+    changeResolution: false,
+    position: WMKS.CONST.Position.LEFT_TOP,
+    enableUint8Utf8: page.legacy,
+    // Cloud Director's console proxy asks for the VM's .vmx path first;
+    // wmks runs uint8utf8 only after that handshake.
+    VCDProxyHandshakeVmxPath: page.legacy ? DEMO_VMX_PATH : null,
+  });
+  let opened = false;
+  let gone = false;
+  wmks.register(WMKS.CONST.Events.CONNECTION_STATE_CHANGE, (evt, data) => {
+    const S = WMKS.CONST.ConnectionState;
+    if (data.state === S.CONNECTED && !opened) {
+      opened = true;
+      page.wmksConnectedAt = Date.now();
+      events.connected();
+    } else if (data.state === S.DISCONNECTED && !gone) {
+      gone = true;
+      page.wmksDisconnectedAt = Date.now();
+      events.disconnected(false);
+    }
+  });
+  wmks.register(WMKS.CONST.Events.ERROR, (evt, data) => {
+    page.wmksErrors.push(data && data.errorType);
+  });
+  wmks.connect(link);
+  return { disconnect: () => wmks.disconnect() };
 }
 
 async function newLink() {
@@ -210,7 +275,14 @@ async function newLink() {
     return;
   }
   const j = await r.json();
-  history.replaceState(null, '', `/?link=${encodeURIComponent(j.link)}`);
+  const client = $('client').value;
+  const legacy = page.legacy ? '&legacy=1' : '';
+  const q = `?link=${encodeURIComponent(j.link)}&client=${client}${legacy}`;
+  if (client !== page.client) {
+    location.assign(`/${q}`); // the other client: a fresh page
+    return;
+  }
+  history.replaceState(null, '', `/${q}`);
   await connect(j.link);
 }
 
@@ -219,11 +291,12 @@ async function main() {
     const hosts = await (await fetch('/hosts', { cache: 'no-store' })).json();
     for (const h of hosts) $('host').add(new Option(h, h));
   } catch (e) { /* the select stays empty */ }
+  $('client').value = page.client;
   $('new-link').addEventListener('click', () => newLink());
   $('disconnect').addEventListener('click', () => {
     if (page.rfb) page.rfb.disconnect();
   });
-  const link = new URLSearchParams(location.search).get('link');
+  const link = params.get('link');
   if (link) {
     await connect(link);
   } else {
@@ -236,6 +309,12 @@ window.mksgateDemo = {
   get drawn() { return page.drawn; },
   get code() { return page.code; },
   get host() { return page.host; },
+  get client() { return page.client; },
+  get legacy() { return page.legacy; },
+  // wmks: when it reported connected and disconnected (ms since epoch).
+  get wmksConnectedAt() { return page.wmksConnectedAt; },
+  get wmksDisconnectedAt() { return page.wmksDisconnectedAt; },
+  get wmksErrors() { return page.wmksErrors.slice(); },
   status: () => $('status').textContent,
   decision: () => $('decision').textContent,
   canvasStats,

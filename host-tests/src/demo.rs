@@ -81,6 +81,11 @@ pub struct DemoOpts {
     pub work_dir: PathBuf,
     /// Envoy's `--log-level`.
     pub envoy_log_level: String,
+    /// The WebSocket subprotocols the ESXi stand-ins accept, in their
+    /// order of preference among those a client offers (default: the
+    /// three wmks offers). `uint8utf8` alone models VMware Cloud
+    /// Director's legacy console proxy.
+    pub protocols: Option<Vec<String>>,
 }
 
 impl Default for DemoOpts {
@@ -90,6 +95,7 @@ impl Default for DemoOpts {
             web_port: 0,
             work_dir: workspace_root().join("target/mksgate-demo"),
             envoy_log_level: "info".into(),
+            protocols: None,
         }
     }
 }
@@ -169,6 +175,7 @@ pub(crate) struct State {
     access_log: PathBuf,
     www: PathBuf,
     novnc: PathBuf,
+    wmks: PathBuf,
 }
 
 impl State {
@@ -234,6 +241,12 @@ pub fn spki_sha256_base64(cert: &CertKey) -> Result<String> {
 /// The noVNC package vendored by `scripts/setup-browser.sh`.
 pub fn novnc_dir() -> PathBuf {
     workspace_root().join("demo/node_modules/@novnc/novnc")
+}
+
+/// VMware's HTML console, wmks 2.1.0 (npm `opennebula-wmks` 2.1.4,
+/// Apache-2.0): one ES module, jQuery bundled.
+pub fn wmks_dir() -> PathBuf {
+    workspace_root().join("demo/node_modules/opennebula-wmks/dist")
 }
 
 /// The demo page's files.
@@ -308,15 +321,23 @@ impl Demo {
 
         // ESXi stand-ins bridging to them.
         let [(h1, c1), (h2, c2)] = shipped::STATIC_HOSTS;
+        let with_protocols = |mut cfg: StandinConfig| {
+            if let Some(p) = &opts.protocols {
+                cfg.protocols = p.clone();
+            }
+            cfg
+        };
         let first_target = match &qemu {
             Some(q) => BridgeTarget::Unix(q.socket().to_path_buf()),
             None => BridgeTarget::Tcp(pattern.addr()),
         };
-        let s1 =
-            Standin::start(StandinConfig::new(h1, crate::loopback(2)).bridge(first_target)).await?;
-        let s2 = Standin::start(
+        let s1 = Standin::start(with_protocols(
+            StandinConfig::new(h1, crate::loopback(2)).bridge(first_target),
+        ))
+        .await?;
+        let s2 = Standin::start(with_protocols(
             StandinConfig::new(h2, crate::loopback(3)).bridge(BridgeTarget::Tcp(pattern.addr())),
-        )
+        ))
         .await?;
         let consoles = vec![
             ConsoleInfo {
@@ -418,6 +439,7 @@ impl Demo {
             access_log: access_log.clone(),
             www: www_dir(),
             novnc: novnc_dir(),
+            wmks: wmks_dir(),
         });
         let web = tokio::spawn(web::serve(web_listener, state.clone()));
         let first = state.sign(h1)?;

@@ -1,8 +1,9 @@
 //! The demo (`make demo`'s binary) in a real browser: headless Chromium from
 //! Debian, driven by playwright-core (`demo/tests/open-console.mjs`), opens
-//! the demo page, whose noVNC opens the signed link through Envoy and the
-//! mksgate filter to an ESXi stand-in bridging to a console server (a QEMU
-//! VM, or the built-in RFB test pattern).
+//! the demo page, whose noVNC or VMware HTML console (wmks 2.1.0) opens the
+//! signed link through Envoy and the mksgate filter to an ESXi stand-in
+//! bridging to a console server (a QEMU VM, or the built-in RFB test
+//! pattern).
 //!
 //! Needs `/usr/bin/chromium` (or `$MKSGATE_CHROMIUM`), `node`, and
 //! `demo/node_modules` (noVNC, playwright-core): `scripts/setup-browser.sh`
@@ -162,6 +163,15 @@ impl DemoProcess {
             .unwrap_or(0)
     }
 
+    /// What the ESXi stand-ins recorded of each console (`/sessions`).
+    async fn sessions(&self) -> Vec<serde_json::Value> {
+        let r = http_request(self.web(), "GET", "/sessions", b"", Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200, "{}", r.body_text());
+        serde_json::from_slice(&r.body).unwrap()
+    }
+
     fn envoy_decisions(&self) -> Vec<serde_json::Value> {
         mksgate_host_tests::demo::web::decisions(Path::new(&self.info.access_log))
     }
@@ -203,6 +213,9 @@ struct PageReport {
     stats: Option<serde_json::Value>,
     screenshot: Option<String>,
     typed_screenshot: Option<String>,
+    client: Option<String>,
+    phase_after_stay: Option<String>,
+    wmks_errors: Option<serde_json::Value>,
     error: Option<String>,
     waited_ms: Option<u64>,
     total_ms: Option<u64>,
@@ -521,4 +534,147 @@ fn demo_link_carries_rfb_and_checks_origin_and_replay() {
             .unwrap();
         assert_eq!((r.status, r.body_text().as_str()), (403, "replayed\n"));
     });
+}
+
+/// VMware's HTML console (wmks 2.1.0) on the demo's QEMU VM, through the
+/// gateway: it draws, typed keys (VMware scan-code events, which the
+/// stand-in's bridge turns into QEMU key events) reach the VM and show,
+/// and the console stays open. `legacy` runs it in `uint8utf8` mode against
+/// stand-ins that accept only that (as VMware Cloud Director's proxy).
+fn wmks_draws_types_and_stays_open(name: &str, legacy: bool) {
+    require_browser_tools();
+    let _one = serial();
+    let rt = runtime();
+    let args: &[&str] = if legacy {
+        &["--console", "qemu", "--protocols", "uint8utf8"]
+    } else {
+        &["--console", "qemu"]
+    };
+    let demo = DemoProcess::start(name, args);
+    let console = &demo.info.consoles[0];
+    assert_eq!(console.kind, "qemu", "{:?}", console.fallback_reason);
+    let mode = if legacy {
+        "&client=wmks&legacy=1"
+    } else {
+        "&client=wmks"
+    };
+    let shot = out_dir().join(format!("{name}.png"));
+    let r = open_in_chromium(
+        &format!("{}{mode}", demo.info.page_url),
+        &demo.info.gateway_spki_sha256,
+        "drawn",
+        &shot,
+        &[
+            "--type",
+            "mksgate",
+            "--min-colours",
+            "6",
+            "--stay-ms",
+            "5000",
+        ],
+    );
+    assert!(
+        r.ok,
+        "wmks: phase {:?} (after the stay: {:?}), status {:?}, error {:?}, wmks errors {:?}, browser console {:?}",
+        r.phase, r.phase_after_stay, r.status, r.error, r.wmks_errors, r.console
+    );
+    assert_eq!(r.client.as_deref(), Some("wmks"));
+    assert_eq!(r.code.as_deref(), Some("admitted"), "{:?}", r.decision);
+    assert_eq!(r.phase_after_stay.as_deref(), Some("connected"));
+    assert_not_blank(&shot);
+    let typed = PathBuf::from(r.typed_screenshot.expect("typed screenshot"));
+    assert_ne!(
+        std::fs::read(&typed).unwrap(),
+        std::fs::read(&shot).unwrap(),
+        "typing into wmks changed nothing on screen ({})",
+        typed.display()
+    );
+    // What ESXi (the stand-in) saw: wmks offered its subprotocols, the
+    // session ran in the one asked for, and the keys came as VMware
+    // scan-code events (subtype 0), each translated; the session is open.
+    let sessions = rt.block_on(demo.sessions());
+    let s = sessions
+        .iter()
+        .find(|s| s["status"] == 101)
+        .unwrap_or_else(|| panic!("no console session: {sessions:?}"));
+    eprintln!("wmks session as ESXi saw it: {s}");
+    let offered: Vec<&str> = s["offered_protocols"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p.as_str())
+        .collect();
+    assert!(
+        offered.contains(&"binary") && offered.contains(&"vmware-vvc"),
+        "{offered:?}"
+    );
+    let want = if legacy { "uint8utf8" } else { "binary" };
+    assert_eq!(s["subprotocol"], want);
+    if legacy {
+        assert!(offered.contains(&"uint8utf8"), "{offered:?}");
+        // Cloud Director's console-proxy handshake ran first.
+        assert_eq!(
+            s["vmx_path"],
+            "[datastore1] mksgate-demo-vm/mksgate-demo-vm.vmx"
+        );
+    }
+    let keys = s["vmware_messages"]["0"].as_u64().unwrap_or(0);
+    assert!(
+        keys >= 2 * "mksgate".len() as u64,
+        "scan-code key events: {s}"
+    );
+    assert!(s["vmware_translated"].as_u64().unwrap() >= keys, "{s}");
+    // It ended only when the browser closed (after the stay), never from
+    // the VNC server's side.
+    let end = s["end"].as_str().unwrap_or("open");
+    assert!(
+        end == "open" || end.starts_with("closed by peer") || end == "peer went away",
+        "the console ended from the server's side: {s}"
+    );
+    eprintln!("wmks ({want}): {} and {}", shot.display(), typed.display());
+}
+
+#[test]
+fn wmks_console_draws_types_and_stays_open() {
+    wmks_draws_types_and_stays_open("wmks", false);
+}
+
+#[test]
+fn wmks_in_uint8utf8_mode_draws_types_and_stays_open() {
+    wmks_draws_types_and_stays_open("wmks-legacy", true);
+}
+
+/// A tampered link in wmks: refused by the gateway, and the page says why.
+#[test]
+fn wmks_tampered_link_is_refused_and_the_page_says_why() {
+    require_browser_tools();
+    let _one = serial();
+    let rt = runtime();
+    let demo = DemoProcess::start("wmks-tampered", &["--console", "pattern"]);
+    let host = demo.info.consoles[0].host.clone();
+    let genuine = rt.block_on(demo.sign(&host));
+    let tampered = tamper_signature(&genuine.link).unwrap();
+    let shot = out_dir().join("wmks-tampered.png");
+    let r = open_in_chromium(
+        &format!("{}&client=wmks", page_url(&demo.info.page, &tampered)),
+        &demo.info.gateway_spki_sha256,
+        "refused",
+        &shot,
+        &[],
+    );
+    assert!(r.ok, "the wmks page did not report a refusal: {r:?}");
+    assert_eq!(r.client.as_deref(), Some("wmks"));
+    assert_eq!(r.code.as_deref(), Some("bad_signature"), "{r:?}");
+    assert!(
+        r.status
+            .as_deref()
+            .unwrap_or("")
+            .contains("bad_signature (HTTP 403)"),
+        "{:?}",
+        r.status
+    );
+    assert!(
+        rt.block_on(demo.sessions()).is_empty(),
+        "nothing reached ESXi"
+    );
 }

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! mksgate-demo [--console auto|qemu|pattern] [--web-port N] [--work-dir DIR]
-//!              [--json] [--exit-on-stdin-eof]
+//!              [--protocols binary,uint8utf8] [--json] [--exit-on-stdin-eof]
 //! ```
 //!
 //! Starts the console servers (a QEMU VM, or the built-in RFB test pattern
@@ -24,7 +24,7 @@ use tokio::io::AsyncReadExt;
 use tokio::signal::unix::{signal, SignalKind};
 
 const USAGE: &str = "usage: mksgate-demo [--console auto|qemu|pattern] [--web-port N] \
-[--work-dir DIR] [--json] [--exit-on-stdin-eof]
+[--work-dir DIR] [--protocols LIST] [--json] [--exit-on-stdin-eof]
 
 Starts an ESXi console stand-in (QEMU VM or built-in RFB test pattern), Envoy with
 envoy/static-clusters.yaml and the mksgate module (run `make build` first), and a demo
@@ -57,6 +57,15 @@ fn parse_args() -> Result<Option<Args>> {
                     .map_err(|e| anyhow!("--web-port: {e}"))?
             }
             "--work-dir" => args.opts.work_dir = PathBuf::from(val("--work-dir")?),
+            "--protocols" => {
+                args.opts.protocols = Some(
+                    val("--protocols")?
+                        .split(',')
+                        .map(|p| p.trim().to_string())
+                        .filter(|p| !p.is_empty())
+                        .collect(),
+                )
+            }
             "--json" => args.json = true,
             "--exit-on-stdin-eof" => args.stdin_eof = true,
             "-h" | "--help" => return Ok(None),

@@ -171,6 +171,28 @@ async fn route(target: &str, state: &State) -> Reply {
             let newer: Vec<_> = all.into_iter().skip(after.min(count)).collect();
             Reply::json(&serde_json::json!({"count": count, "decisions": newer}))
         }
+        // What the ESXi stand-ins saw of each console (subprotocols offered
+        // and chosen, VMware messages translated, how it ended); never a
+        // ticket or a path.
+        "/sessions" => Reply::json(
+            &state
+                .standins
+                .iter()
+                .flat_map(|s| s.requests())
+                .map(|r| {
+                    serde_json::json!({
+                        "offered_protocols": r.offered_protocols,
+                        "subprotocol": r.subprotocol,
+                        "status": r.status,
+                        "vmware_messages": r.vmware_messages,
+                        "vmware_translated": r.vmware_translated,
+                        "vmx_path": r.vmx_path,
+                        "bytes_from_client": r.bytes_from_client,
+                        "end": r.end,
+                    })
+                })
+                .collect::<Vec<_>>(),
+        ),
         "/hosts" => Reply::json(
             &state
                 .standins
@@ -180,8 +202,12 @@ async fn route(target: &str, state: &State) -> Reply {
         ),
         "/" => file(&state.www.join("index.html")),
         p => {
-            if let Some(rest) = p.strip_prefix("/novnc/") {
-                match safe_join(&state.novnc, rest) {
+            let vendored = [("/novnc/", &state.novnc), ("/wmks/", &state.wmks)];
+            if let Some((rest, dir)) = vendored
+                .iter()
+                .find_map(|(prefix, dir)| Some((p.strip_prefix(prefix)?, *dir)))
+            {
+                match safe_join(dir, rest) {
                     Some(f) => file(&f),
                     None => Reply::text(404, "not found\n"),
                 }

@@ -101,6 +101,7 @@ mod server;
 mod session;
 #[cfg(test)]
 mod tests;
+pub mod webmks;
 
 use self::bridge::*;
 pub use self::config::*;

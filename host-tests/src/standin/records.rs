@@ -57,6 +57,17 @@ pub struct RecordedRequest {
     pub bytes_from_client: u64,
     /// How the session (or unanswered request) ended; `None` while running.
     pub end: Option<String>,
+    /// Bridged sessions: VMware client messages from the client, by
+    /// subtype (`webmks.rs`), and how many were translated for the VNC
+    /// server (the rest were dropped).
+    #[serde(default)]
+    pub vmware_messages: std::collections::BTreeMap<u8, u64>,
+    #[serde(default)]
+    pub vmware_translated: u64,
+    /// `uint8utf8` sessions: the `.vmx` path the client named in Cloud
+    /// Director's console-proxy handshake.
+    #[serde(default)]
+    pub vmx_path: Option<String>,
 }
 
 impl RecordedRequest {

@@ -302,6 +302,9 @@ pub(super) async fn serve_request(
                 frames_echoed: 0,
                 bytes_from_client: 0,
                 end: None,
+                vmware_messages: Default::default(),
+                vmware_translated: 0,
+                vmx_path: None,
             });
         }
         id
@@ -405,7 +408,10 @@ pub(super) async fn serve_request(
     let ws = WebSocketStream::from_partially_read(io, buffered, Role::Server, None).await;
     let end = match backend {
         None => run_session(&shared, id, ws, fault, &mut shutdown).await,
-        Some(b) => run_bridge(&shared, id, ws, b, &mut shutdown).await,
+        Some(b) => {
+            let legacy = chosen.as_deref() == Some("uint8utf8");
+            run_bridge(&shared, id, ws, b, legacy, &mut shutdown).await
+        }
     };
     shared.active.fetch_sub(1, Ordering::SeqCst);
     update(&shared, id, |r| r.end = Some(end));
