@@ -88,7 +88,7 @@ pub fn settings_from_env() -> RunConfig {
         bulk_bytes: env_u64("BENCH_BULK_BYTES", 1 << 20),
         bulk_window: env_u64("BENCH_BULK_WINDOW", 4) as u32,
         frames_rate: env_f64("BENCH_FRAMES_RATE", 2000.0),
-        hs_rate: env_f64("BENCH_HS_RATE", 150.0),
+        hs_rate: env_f64("BENCH_HS_RATE", 80.0),
         hs_paced_clients: env_u64("BENCH_HS_PACED_CLIENTS", 8) as u32,
         bulk_rate_mb: env_f64("BENCH_BULK_RATE_MB", 100.0),
         scenarios: match std::env::var("BENCH_SCENARIOS") {
