@@ -222,6 +222,19 @@ struct PageReport {
     console: Vec<String>,
 }
 
+/// The page says the gateway refused the link for its signature.
+fn assert_shows_bad_signature(r: &PageReport) {
+    assert_eq!(r.code.as_deref(), Some("bad_signature"), "{r:?}");
+    assert!(
+        r.status
+            .as_deref()
+            .unwrap_or("")
+            .contains("bad_signature (HTTP 403)"),
+        "{:?}",
+        r.status
+    );
+}
+
 /// Run the playwright driver (bounded: 90 s, then its process group dies).
 fn open_in_chromium(
     url: &str,
@@ -438,15 +451,7 @@ fn tampered_link_is_refused_and_the_page_says_why() {
     );
     assert!(r.ok, "the page did not report a refusal: {r:?}");
     assert_eq!(r.phase.as_deref(), Some("refused"));
-    assert_eq!(r.code.as_deref(), Some("bad_signature"), "{r:?}");
-    assert!(
-        r.status
-            .as_deref()
-            .unwrap_or("")
-            .contains("bad_signature (HTTP 403)"),
-        "{:?}",
-        r.status
-    );
+    assert_shows_bad_signature(&r);
     eprintln!("page: {}", shot.with_extension("page.png").display());
 
     // Envoy's own record of that attempt.
@@ -664,15 +669,7 @@ fn wmks_tampered_link_is_refused_and_the_page_says_why() {
     );
     assert!(r.ok, "the wmks page did not report a refusal: {r:?}");
     assert_eq!(r.client.as_deref(), Some("wmks"));
-    assert_eq!(r.code.as_deref(), Some("bad_signature"), "{r:?}");
-    assert!(
-        r.status
-            .as_deref()
-            .unwrap_or("")
-            .contains("bad_signature (HTTP 403)"),
-        "{:?}",
-        r.status
-    );
+    assert_shows_bad_signature(&r);
     assert!(
         rt.block_on(demo.sessions()).is_empty(),
         "nothing reached ESXi"

@@ -96,6 +96,18 @@ async fn start(edit: impl FnOnce(&mut Value)) -> Kit {
 }
 
 impl Kit {
+    /// The wss URL of `path` and the client options of a browser console.
+    fn console(&self, path: &str) -> (String, ClientOpts) {
+        let opts = ClientOpts::new()
+            .connect_to(self.wire.addr)
+            .pin(self.cert_der.clone())
+            .sni("console.example.com")
+            .header("Origin", shipped::ORIGIN)
+            .wmks_protocols();
+        let url = format!("wss://console.example.com:{}{path}", self.wire.addr.port());
+        (url, opts)
+    }
+
     fn path(&self, i: usize) -> (String, String) {
         let ticket = self.standins[i].issue_ticket();
         let claims = link::shipped_claims(STATIC_HOSTS[i].0, &ticket);
@@ -129,13 +141,7 @@ async fn the_kit_admits_through_a_named_virtual_host() {
         // And a console carried end to end: a WebSocket session through the
         // gateway, frames echoed byte for byte by the ESXi stand-in.
         let (path, _) = kit.path(1);
-        let opts = ClientOpts::new()
-            .connect_to(kit.wire.addr)
-            .pin(kit.cert_der.clone())
-            .sni("console.example.com")
-            .header("Origin", shipped::ORIGIN)
-            .wmks_protocols();
-        let url = format!("wss://console.example.com:{}{path}", kit.wire.addr.port());
+        let (url, opts) = kit.console(&path);
         let mut session = connect(&url, &opts).await.unwrap().session().unwrap();
         let report = verify_session(&mut session, 20).await.unwrap();
         println!("Istio shape: a console carried: {report:?}");
@@ -238,13 +244,7 @@ async fn the_kits_hardening_holds_in_the_istio_shape() {
         let kit = start(|_| {}).await;
         // A console opened first must outlive the route's 15 s timeout.
         let (path, _) = kit.path(1);
-        let opts = ClientOpts::new()
-            .connect_to(kit.wire.addr)
-            .pin(kit.cert_der.clone())
-            .sni("console.example.com")
-            .header("Origin", shipped::ORIGIN)
-            .wmks_protocols();
-        let url = format!("wss://console.example.com:{}{path}", kit.wire.addr.port());
+        let (url, opts) = kit.console(&path);
         let mut long = connect(&url, &opts).await.unwrap().session().unwrap();
         verify_session(&mut long, 2).await.unwrap();
 
