@@ -80,6 +80,16 @@ pub fn on_request_headers<H: Host>(host: &H, config: Option<&Config>) -> Next {
     let cluster_header = config.upstreams.cluster_header.as_str();
     let log = config.log_decisions;
     let client = host.client_address();
+    // A host call the decision depends on was refused: never forward.
+    let gateway_error = || {
+        refuse(
+            host,
+            log,
+            Code::GatewayError,
+            &Audit::default(),
+            client.as_deref(),
+        )
+    };
     // Headers as bytes: a value that is not UTF-8 is a fact for core to
     // judge, not a reason to trap. A map the host serialized wrongly cannot
     // be judged at all: core refuses it on every path.
@@ -97,13 +107,7 @@ pub fn on_request_headers<H: Host>(host: &H, config: Option<&Config>) -> Next {
     if facts.cluster_header_sent {
         if host.set_request_header(cluster_header, None).is_err() {
             // Left in place it would pick the admitted route: refuse.
-            return refuse(
-                host,
-                log,
-                Code::GatewayError,
-                &Audit::default(),
-                client.as_deref(),
-            );
+            return gateway_error();
         }
         host.clear_route_cache();
     }
@@ -117,13 +121,7 @@ pub fn on_request_headers<H: Host>(host: &H, config: Option<&Config>) -> Next {
         let logged = facts.path_without_query().as_bytes();
         let set = host.set_request_header(LOGGED_PATH_HEADER, Some(logged));
         if set.is_err() && matches!(decision, Decision::Admit(_)) {
-            return refuse(
-                host,
-                log,
-                Code::GatewayError,
-                &Audit::default(),
-                client.as_deref(),
-            );
+            return gateway_error();
         }
     }
     match decision {

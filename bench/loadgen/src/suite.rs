@@ -211,247 +211,188 @@ pub struct System {
     pub access_log: bool,
 }
 
+/// A system measured like the others: every scenario, plaintext, no
+/// access log.
+fn system(id: &'static str, label: &'static str, description: &'static str, kind: Kind) -> System {
+    System {
+        id,
+        label,
+        description,
+        kind,
+        handshake_only: false,
+        tls: false,
+        access_log: false,
+    }
+}
+
+/// Envoy from `template` at `--log-level info`, no patches, no etcd.
+fn envoy(template: &'static str, module: Option<&'static str>, mksgate: bool) -> Kind {
+    Kind::Envoy {
+        template,
+        module,
+        mksgate,
+        log_level: "info",
+        patches: &[],
+        etcd: false,
+    }
+}
+
 /// The systems, in table order.
 pub fn all_systems() -> Vec<System> {
     vec![
-        System {
-            id: "direct",
-            label: "1 direct",
-            description: "the client talks to the stand-in itself (the limit)",
-            kind: Kind::Direct,
-            handshake_only: false,
-            tls: false,
-            access_log: false,
-        },
-        System {
-            id: "haproxy",
-            label: "2 HAProxy",
-            description: "HAProxy, WebMKS jump-host recipe: backend = `host` query parameter, no authentication (bench/configs/haproxy.cfg)",
-            kind: Kind::Haproxy {
+        system(
+            "direct",
+            "1 direct",
+            "the client talks to the stand-in itself (the limit)",
+            Kind::Direct,
+        ),
+        system(
+            "haproxy",
+            "2 HAProxy",
+            "HAProxy, WebMKS jump-host recipe: backend = `host` query parameter, no authentication (bench/configs/haproxy.cfg)",
+            Kind::Haproxy {
                 template: "haproxy.cfg",
             },
-            handshake_only: false,
-            tls: false,
-            access_log: false,
-        },
+        ),
+        system(
+            "envoy",
+            "3 Envoy",
+            "Envoy, route on the `host` query parameter, no wasm filter (bench/configs/envoy-no-filter.yaml)",
+            envoy("envoy-no-filter.yaml", None, false),
+        ),
+        system(
+            "noop",
+            "4 Envoy+noop",
+            "as 3, plus the do-nothing proxy-wasm filter, shipped build (bench/configs/envoy-noop.yaml, mksgate_noop_filter.wasm)",
+            envoy("envoy-noop.yaml", Some("mksgate_noop_filter.wasm"), false),
+        ),
+        system(
+            "noop-raw",
+            "4b Envoy+noop raw",
+            "as 4 with cargo's raw module, which still exports the body callbacks (mksgate_noop_filter.raw.wasm)",
+            envoy("envoy-noop.yaml", Some("mksgate_noop_filter.raw.wasm"), false),
+        ),
+        system(
+            "mksgate",
+            "5 Envoy+mksgate",
+            "Envoy with mksgate as shipped: signed one-time links, cluster_header routing (bench/configs/envoy-mksgate.yaml, mksgate_filter.wasm)",
+            envoy("envoy-mksgate.yaml", Some("mksgate_filter.wasm"), true),
+        ),
+        system(
+            "mksgate-raw",
+            "5b Envoy+mksgate raw",
+            "as 5 with cargo's raw module, which still exports the body callbacks (mksgate_filter.raw.wasm): the before of 'off the data path'",
+            envoy("envoy-mksgate.yaml", Some("mksgate_filter.raw.wasm"), true),
+        ),
         System {
-            id: "envoy",
-            label: "3 Envoy",
-            description: "Envoy, route on the `host` query parameter, no wasm filter (bench/configs/envoy-no-filter.yaml)",
-            kind: Kind::Envoy {
-                template: "envoy-no-filter.yaml",
-                module: None,
-                mksgate: false,
-                log_level: "info",
-                patches: &[],
-                etcd: false,
-            },
-            handshake_only: false,
-            tls: false,
-            access_log: false,
-        },
-        System {
-            id: "noop",
-            label: "4 Envoy+noop",
-            description: "as 3, plus the do-nothing proxy-wasm filter, shipped build (bench/configs/envoy-noop.yaml, mksgate_noop_filter.wasm)",
-            kind: Kind::Envoy {
-                template: "envoy-noop.yaml",
-                module: Some("mksgate_noop_filter.wasm"),
-                mksgate: false,
-                log_level: "info",
-                patches: &[],
-                etcd: false,
-            },
-            handshake_only: false,
-            tls: false,
-            access_log: false,
-        },
-        System {
-            id: "noop-raw",
-            label: "4b Envoy+noop raw",
-            description: "as 4 with cargo's raw module, which still exports the body callbacks (mksgate_noop_filter.raw.wasm)",
-            kind: Kind::Envoy {
-                template: "envoy-noop.yaml",
-                module: Some("mksgate_noop_filter.raw.wasm"),
-                mksgate: false,
-                log_level: "info",
-                patches: &[],
-                etcd: false,
-            },
-            handshake_only: false,
-            tls: false,
-            access_log: false,
-        },
-        System {
-            id: "mksgate",
-            label: "5 Envoy+mksgate",
-            description: "Envoy with mksgate as shipped: signed one-time links, cluster_header routing (bench/configs/envoy-mksgate.yaml, mksgate_filter.wasm)",
-            kind: Kind::Envoy {
-                template: "envoy-mksgate.yaml",
-                module: Some("mksgate_filter.wasm"),
-                mksgate: true,
-                log_level: "info",
-                patches: &[],
-                etcd: false,
-            },
-            handshake_only: false,
-            tls: false,
-            access_log: false,
-        },
-        System {
-            id: "mksgate-raw",
-            label: "5b Envoy+mksgate raw",
-            description: "as 5 with cargo's raw module, which still exports the body callbacks (mksgate_filter.raw.wasm): the before of 'off the data path'",
-            kind: Kind::Envoy {
-                template: "envoy-mksgate.yaml",
-                module: Some("mksgate_filter.raw.wasm"),
-                mksgate: true,
-                log_level: "info",
-                patches: &[],
-                etcd: false,
-            },
-            handshake_only: false,
-            tls: false,
-            access_log: false,
-        },
-        System {
-            id: "mksgate-declog",
-            label: "5c mksgate, decision lines (diag.)",
-            description: "diagnostic, handshakes only: as 5 with `log_decisions: true`, so each decision is also formatted as a JSON line in the VM and written to Envoy's log (the shipped layouts have it off)",
-            kind: Kind::Envoy {
-                template: "envoy-mksgate.yaml",
-                module: Some("mksgate_filter.wasm"),
-                mksgate: true,
-                log_level: "info",
-                patches: &[("\"log_decisions\": false", "\"log_decisions\": true")],
-                etcd: false,
-            },
             handshake_only: true,
-            tls: false,
-            access_log: false,
+            ..system(
+                "mksgate-declog",
+                "5c mksgate, decision lines (diag.)",
+                "diagnostic, handshakes only: as 5 with `log_decisions: true`, so each decision is also formatted as a JSON line in the VM and written to Envoy's log (the shipped layouts have it off)",
+                Kind::Envoy {
+                    template: "envoy-mksgate.yaml",
+                    module: Some("mksgate_filter.wasm"),
+                    mksgate: true,
+                    log_level: "info",
+                    patches: &[("\"log_decisions\": false", "\"log_decisions\": true")],
+                    etcd: false,
+                },
+            )
         },
         System {
-            id: "mksgate-reusable",
-            label: "5d mksgate, no one-time (diag.)",
-            description: "diagnostic, handshakes only: as 5 with `one_time_links: false`, so no replay-table read and compare-and-swap write per handshake",
-            kind: Kind::Envoy {
-                template: "envoy-mksgate.yaml",
-                module: Some("mksgate_filter.wasm"),
-                mksgate: true,
-                log_level: "info",
-                patches: &[("\"one_time_links\": true", "\"one_time_links\": false")],
-                etcd: false,
-            },
             handshake_only: true,
-            tls: false,
-            access_log: false,
+            ..system(
+                "mksgate-reusable",
+                "5d mksgate, no one-time (diag.)",
+                "diagnostic, handshakes only: as 5 with `one_time_links: false`, so no replay-table read and compare-and-swap write per handshake",
+                Kind::Envoy {
+                    template: "envoy-mksgate.yaml",
+                    module: Some("mksgate_filter.wasm"),
+                    mksgate: true,
+                    log_level: "info",
+                    patches: &[("\"one_time_links\": true", "\"one_time_links\": false")],
+                    etcd: false,
+                },
+            )
         },
         System {
-            id: "mksgate-etcd",
-            label: "5e mksgate, etcd store (diag.)",
-            description: "diagnostic, handshakes only: as 5 with one-time links recorded in etcd (`replay_store.etcd`, envoy/fleet.yaml's store) instead of the local table: a single-member etcd 3.4 on the load generator's CPU, plain HTTP; etcd's own CPU is not in the proxy's figures",
-            kind: Kind::Envoy {
-                template: "envoy-mksgate.yaml",
-                module: Some("mksgate_filter.wasm"),
-                mksgate: true,
-                log_level: "info",
-                patches: &[ETCD_STORE_PATCH, ETCD_CLUSTER_PATCH],
-                etcd: true,
-            },
             handshake_only: true,
-            tls: false,
-            access_log: false,
+            ..system(
+                "mksgate-etcd",
+                "5e mksgate, etcd store (diag.)",
+                "diagnostic, handshakes only: as 5 with one-time links recorded in etcd (`replay_store.etcd`, envoy/fleet.yaml's store) instead of the local table: a single-member etcd 3.4 on the load generator's CPU, plain HTTP; etcd's own CPU is not in the proxy's figures",
+                Kind::Envoy {
+                    template: "envoy-mksgate.yaml",
+                    module: Some("mksgate_filter.wasm"),
+                    mksgate: true,
+                    log_level: "info",
+                    patches: &[ETCD_STORE_PATCH, ETCD_CLUSTER_PATCH],
+                    etcd: true,
+                },
+            )
         },
         System {
-            id: "noop-log",
-            label: "4L Envoy+noop, access log (diag.)",
-            description: "diagnostic, handshakes only: as 4 with the shipped access log (envoy/static-clusters.yaml's format, a line when the tunnel is up and one at the end) on Envoy's stdout",
-            kind: Kind::Envoy {
-                template: "envoy-noop.yaml",
-                module: Some("mksgate_noop_filter.wasm"),
-                mksgate: false,
-                log_level: "info",
-                patches: &[],
-                etcd: false,
-            },
             handshake_only: true,
-            tls: false,
             access_log: true,
+            ..system(
+                "noop-log",
+                "4L Envoy+noop, access log (diag.)",
+                "diagnostic, handshakes only: as 4 with the shipped access log (envoy/static-clusters.yaml's format, a line when the tunnel is up and one at the end) on Envoy's stdout",
+                envoy("envoy-noop.yaml", Some("mksgate_noop_filter.wasm"), false),
+            )
         },
         System {
-            id: "mksgate-log",
-            label: "5L mksgate, access log (diag.)",
-            description: "diagnostic, handshakes only: as 5 with the shipped access log, which writes the audit from filter state: mksgate at its shipped log settings",
-            kind: Kind::Envoy {
-                template: "envoy-mksgate.yaml",
-                module: Some("mksgate_filter.wasm"),
-                mksgate: true,
-                log_level: "info",
-                patches: &[],
-                etcd: false,
-            },
             handshake_only: true,
-            tls: false,
             access_log: true,
+            ..system(
+                "mksgate-log",
+                "5L mksgate, access log (diag.)",
+                "diagnostic, handshakes only: as 5 with the shipped access log, which writes the audit from filter state: mksgate at its shipped log settings",
+                envoy("envoy-mksgate.yaml", Some("mksgate_filter.wasm"), true),
+            )
         },
         System {
-            id: "haproxy-tls",
-            label: "2T HAProxy, TLS + log",
-            description: "as deployed: as 2 with TLS 1.3 at the bind, TLS to ESXi (SNI, no certificate check, as the recipe) and its access log on (bench/configs/haproxy-deployed.cfg)",
-            kind: Kind::Haproxy {
-                template: "haproxy-deployed.cfg",
-            },
-            handshake_only: false,
             tls: true,
             access_log: true,
+            ..system(
+                "haproxy-tls",
+                "2T HAProxy, TLS + log",
+                "as deployed: as 2 with TLS 1.3 at the bind, TLS to ESXi (SNI, no certificate check, as the recipe) and its access log on (bench/configs/haproxy-deployed.cfg)",
+                Kind::Haproxy {
+                    template: "haproxy-deployed.cfg",
+                },
+            )
         },
         System {
-            id: "envoy-tls",
-            label: "3T Envoy, TLS + log",
-            description: "as deployed: as 3 with TLS 1.3 on the listener, TLS to ESXi with the shipped certificate pin, and the shipped access log",
-            kind: Kind::Envoy {
-                template: "envoy-no-filter.yaml",
-                module: None,
-                mksgate: false,
-                log_level: "info",
-                patches: &[],
-                etcd: false,
-            },
-            handshake_only: false,
             tls: true,
             access_log: true,
+            ..system(
+                "envoy-tls",
+                "3T Envoy, TLS + log",
+                "as deployed: as 3 with TLS 1.3 on the listener, TLS to ESXi with the shipped certificate pin, and the shipped access log",
+                envoy("envoy-no-filter.yaml", None, false),
+            )
         },
         System {
-            id: "noop-tls",
-            label: "4T Envoy+noop, TLS + log",
-            description: "as deployed: as 4 with TLS on both sides and the shipped access log",
-            kind: Kind::Envoy {
-                template: "envoy-noop.yaml",
-                module: Some("mksgate_noop_filter.wasm"),
-                mksgate: false,
-                log_level: "info",
-                patches: &[],
-                etcd: false,
-            },
-            handshake_only: false,
             tls: true,
             access_log: true,
+            ..system(
+                "noop-tls",
+                "4T Envoy+noop, TLS + log",
+                "as deployed: as 4 with TLS on both sides and the shipped access log",
+                envoy("envoy-noop.yaml", Some("mksgate_noop_filter.wasm"), false),
+            )
         },
         System {
-            id: "mksgate-tls",
-            label: "5T Envoy+mksgate, TLS + log",
-            description: "as deployed: as 5 with TLS on both sides and the shipped access log (the audit in it): envoy/static-clusters.yaml but for the handshake limits",
-            kind: Kind::Envoy {
-                template: "envoy-mksgate.yaml",
-                module: Some("mksgate_filter.wasm"),
-                mksgate: true,
-                log_level: "info",
-                patches: &[],
-                etcd: false,
-            },
-            handshake_only: false,
             tls: true,
             access_log: true,
+            ..system(
+                "mksgate-tls",
+                "5T Envoy+mksgate, TLS + log",
+                "as deployed: as 5 with TLS on both sides and the shipped access log (the audit in it): envoy/static-clusters.yaml but for the handshake limits",
+                envoy("envoy-mksgate.yaml", Some("mksgate_filter.wasm"), true),
+            )
         },
     ]
 }
@@ -1216,10 +1157,7 @@ pub async fn run(root: &Path, out: &Path) -> Result<Results> {
     } else {
         None
     };
-    let (tls_standin, deployed) = match tls_standin {
-        Some((s, d)) => (Some(s), Some(d)),
-        None => (None, None),
-    };
+    let (tls_standin, deployed) = tls_standin.unzip();
     let ctx = Ctx {
         paths,
         settings: settings.clone(),

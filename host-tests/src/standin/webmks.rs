@@ -57,7 +57,6 @@ enum Phase {
 #[derive(Debug)]
 pub struct WebmksFilter {
     phase: Phase,
-    minor: u32,
     pending: Vec<u8>,
     /// VMware client messages seen, by subtype.
     pub vmware_messages: BTreeMap<u8, u64>,
@@ -69,7 +68,6 @@ impl Default for WebmksFilter {
     fn default() -> Self {
         WebmksFilter {
             phase: Phase::Version,
-            minor: 8,
             pending: Vec::new(),
             vmware_messages: BTreeMap::new(),
             translated: 0,
@@ -98,12 +96,12 @@ impl WebmksFilter {
             let msg = &self.pending[at..at + len];
             match self.phase {
                 Phase::Version => {
-                    self.minor = std::str::from_utf8(&msg[8..11])
+                    let minor: u32 = std::str::from_utf8(&msg[8..11])
                         .ok()
                         .and_then(|m| m.parse().ok())
                         .unwrap_or(8);
                     out.extend_from_slice(msg);
-                    self.phase = if self.minor >= 7 {
+                    self.phase = if minor >= 7 {
                         Phase::SecurityChoice
                     } else {
                         Phase::ClientInit

@@ -550,17 +550,30 @@ impl Gateway {
     /// decision (`code`, `status` and the audit), polled until there are
     /// at least `n` (access logs are flushed a little after the event).
     pub async fn decision_records(&self, n: usize, timeout: Duration) -> Result<Vec<Value>> {
+        self.at_least(n, timeout, "decision records", access_log::decisions)
+            .await
+    }
+
+    /// `read` of the access log, polled until it has at least `n` items;
+    /// fails with the log after `timeout`.
+    async fn at_least(
+        &self,
+        n: usize,
+        timeout: Duration,
+        what: &str,
+        read: impl Fn(&str) -> Vec<Value>,
+    ) -> Result<Vec<Value>> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let records = access_log::decisions(&self.access_log());
-            if records.len() >= n {
-                return Ok(records);
+            let text = self.access_log();
+            let items = read(&text);
+            if items.len() >= n {
+                return Ok(items);
             }
             if tokio::time::Instant::now() >= deadline {
                 bail!(
-                    "{} decision records after {timeout:?}, want {n}:\n{}",
-                    records.len(),
-                    self.access_log()
+                    "{} {what} after {timeout:?}, want {n}:\n{text}",
+                    items.len()
                 );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -598,26 +611,17 @@ impl Gateway {
         n: usize,
         timeout: Duration,
     ) -> Result<BTreeMap<String, u64>> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let lines = self.access_log_lines();
-            if lines.len() >= n || tokio::time::Instant::now() >= deadline {
-                if lines.len() < n {
-                    bail!(
-                        "{} access-log lines after {timeout:?}, want {n}:\n{}",
-                        lines.len(),
-                        self.access_log()
-                    );
-                }
-                let mut out = BTreeMap::new();
-                for l in lines {
-                    let d = l["decision"].as_str().unwrap_or("(not a string)");
-                    *out.entry(d.to_string()).or_insert(0) += 1;
-                }
-                return Ok(out);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        let lines = self
+            .at_least(n, timeout, "access-log lines", |text| {
+                access_log::lines_of(text, access_log::END)
+            })
+            .await?;
+        let mut out = BTreeMap::new();
+        for l in lines {
+            let d = l["decision"].as_str().unwrap_or("(not a string)");
+            *out.entry(d.to_string()).or_insert(0) += 1;
         }
+        Ok(out)
     }
 
     /// Asserts that no token or ticket the fixture handed out (or that a

@@ -125,24 +125,20 @@ impl Report<'_> {
             parts.join("; "),
             verdict(ok)
         );
-        let (fr, fr_c) =
-            self.ratio_cycles(MK_TLS, NOOP_TLS, Scenario::Frames, None, Self::cpu_per_op);
-        let _ = writeln!(
-            w,
-            "| CPU per console frame within 2% of the do-nothing filter (5T ÷ 4T ≤ {T_STREAM_VS_ENVOY:.2}×) | **{}×** (windows {}) | {} |",
-            fmt_ratio(fr),
-            fmt_range(&fr_c),
-            judge(fr, &fr_c, T_STREAM_VS_ENVOY)
-        );
-        let (gb, gb_c) =
-            self.ratio_cycles(MK_TLS, NOOP_TLS, Scenario::Bulk, None, Self::cpu_per_gb);
-        let _ = writeln!(
-            w,
-            "| CPU per GB within 2% of the do-nothing filter (5T ÷ 4T ≤ {T_STREAM_VS_ENVOY:.2}×) | **{}×** (windows {}) | {} |",
-            fmt_ratio(gb),
-            fmt_range(&gb_c),
-            judge(gb, &gb_c, T_STREAM_VS_ENVOY)
-        );
+        let streams: [(&str, Scenario, Metric); 2] = [
+            ("console frame", Scenario::Frames, Self::cpu_per_op),
+            ("GB", Scenario::Bulk, Self::cpu_per_gb),
+        ];
+        for (per, scenario, metric) in streams {
+            let (x, per_window) = self.ratio_cycles(MK_TLS, NOOP_TLS, scenario, None, metric);
+            let _ = writeln!(
+                w,
+                "| CPU per {per} within 2% of the do-nothing filter (5T ÷ 4T ≤ {T_STREAM_VS_ENVOY:.2}×) | **{}×** (windows {}) | {} |",
+                fmt_ratio(x),
+                fmt_range(&per_window),
+                judge(x, &per_window, T_STREAM_VS_ENVOY)
+            );
+        }
         let (budget, budget_c) = self.extra_us(MK_LOG, NOOP_LOG);
         let _ = writeln!(
             w,
