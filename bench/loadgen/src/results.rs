@@ -86,6 +86,12 @@ pub struct RunConfig {
     /// Scenarios run (handshake levels, frames, frames-max, bulk, bulk-max, idle).
     #[serde(default)]
     pub scenarios: Vec<String>,
+    /// The handshake budget's group (issue 15): handshakes per second per
+    /// system and windows, its systems all at once.
+    #[serde(default)]
+    pub budget_rate: f64,
+    #[serde(default)]
+    pub budget_windows: u32,
     pub idle_sessions: u32,
     pub link_ttl_s: u64,
     pub load_time_reps: u32,

@@ -43,6 +43,9 @@ pub enum Mode {
     /// `ws://<addr>/console?token=<link>`: a link signed like a portal
     /// would (shipped claims shape, fresh ticket and `jti` every time).
     Mksgate { key: Box<Key>, ttl_s: u64 },
+    /// `Path` with `&token=<link>` appended: a path-routed request as long
+    /// as mksgate's (the budget's system 4P).
+    PathWithToken { key: Box<Key>, ttl_s: u64 },
 }
 
 /// TLS from the client, as a browser opens `wss://`: TLS 1.3, ALPN
@@ -84,6 +87,26 @@ impl Target {
         }
     }
 
+    /// A link signed like a portal would (shipped claims shape, fresh
+    /// ticket and `jti` every time).
+    fn link(&self, key: &Key, ttl_s: u64, ticket: &str, n: u64) -> String {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let claims = serde_json::json!({
+            "host": ESXI_HOST,
+            "ticket": ticket,
+            "iat": now,
+            "exp": now + ttl_s,
+            "jti": format!("j{:015x}{:016x}", self.nonce, n),
+            "aud": AUDIENCE,
+            "iss": ISSUER,
+            "sub": "bench",
+        });
+        jws::sign(key, claims.to_string().as_bytes())
+    }
+
     /// The upgrade request for handshake number `n` (unique ticket and jti).
     pub fn request(&self, n: u64) -> Result<Request> {
         let ticket = format!("b{:015x}{:016x}", self.nonce, n);
@@ -91,22 +114,15 @@ impl Target {
         let uri = match &self.mode {
             Mode::Path => format!("{scheme}://{}/ticket/{ticket}?host={ESXI_HOST}", self.addr),
             Mode::Mksgate { key, ttl_s } => {
-                let now = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0);
-                let claims = serde_json::json!({
-                    "host": ESXI_HOST,
-                    "ticket": ticket,
-                    "iat": now,
-                    "exp": now + ttl_s,
-                    "jti": format!("j{:015x}{:016x}", self.nonce, n),
-                    "aud": AUDIENCE,
-                    "iss": ISSUER,
-                    "sub": "bench",
-                });
-                let token = jws::sign(key, claims.to_string().as_bytes());
+                let token = self.link(key, *ttl_s, &ticket, n);
                 format!("{scheme}://{}/console?token={token}", self.addr)
+            }
+            Mode::PathWithToken { key, ttl_s } => {
+                let token = self.link(key, *ttl_s, &ticket, n);
+                format!(
+                    "{scheme}://{}/ticket/{ticket}?host={ESXI_HOST}&token={token}",
+                    self.addr
+                )
             }
         };
         let mut req = uri.into_client_request()?;

@@ -90,6 +90,8 @@ pub fn settings_from_env() -> RunConfig {
         frames_rate: env_f64("BENCH_FRAMES_RATE", 2000.0),
         hs_rate: env_f64("BENCH_HS_RATE", 80.0),
         hs_paced_clients: env_u64("BENCH_HS_PACED_CLIENTS", 8) as u32,
+        budget_rate: env_f64("BENCH_BUDGET_RATE", 120.0),
+        budget_windows: env_u64("BENCH_BUDGET_WINDOWS", if quick { 3 } else { 20 }) as u32,
         bulk_rate_mb: env_f64("BENCH_BULK_RATE_MB", 100.0),
         scenarios: match std::env::var("BENCH_SCENARIOS") {
             Ok(v) if !v.trim().is_empty() => v
@@ -185,6 +187,29 @@ pub const ETCD_ADDR: &str = "127.0.0.41";
 pub const ETCD_PORT: u16 = 23790;
 const ETCD_PEER_PORT: u16 = 23800;
 
+/// System 4H's plan: the host calls of an admitted handshake, as mksgate
+/// makes them at the shipped settings (bench/noop-filter/src/calls.rs).
+const NOOP_CALLS_PATCH: (&str, &str) = (
+    "                root_id: noop\n",
+    "                root_id: noop\n                configuration:\n                  \"@type\": type.googleapis.com/google.protobuf.StringValue\n                  value: \"headers address now header*4 shared route counter property*6\"\n",
+);
+
+/// `NOOP_CALLS_PATCH`, or with `BENCH_NOOP_CALLS` another plan (a
+/// diagnostic: e.g. `"property*20"` prices one kind of call).
+fn noop_calls_patch() -> &'static [(&'static str, &'static str)] {
+    let Ok(plan) = std::env::var("BENCH_NOOP_CALLS") else {
+        return &[NOOP_CALLS_PATCH];
+    };
+    let to = NOOP_CALLS_PATCH.1.replace(
+        "headers address now header*4 shared route counter property*6",
+        &plan,
+    );
+    Box::leak(Box::new([(
+        NOOP_CALLS_PATCH.0,
+        &*Box::leak(to.into_boxed_str()),
+    )]))
+}
+
 /// The etcd store in the plugin configuration (system 5e).
 const ETCD_STORE_PATCH: (&str, &str) = (
     "\"one_time_links\": true,",
@@ -209,6 +234,12 @@ pub struct System {
     pub tls: bool,
     /// The proxy's access log on, at its shipped format.
     pub access_log: bool,
+    /// The handshake budget's group (issue 15): measured in the paced
+    /// handshake scenario only, together, at `budget_rate`.
+    pub budget: bool,
+    /// A path-routed system sent `&token=<a signed link>` as well, so its
+    /// request is as long as mksgate's.
+    pub token_in_path: bool,
 }
 
 /// A system measured like the others: every scenario, plaintext, no
@@ -222,6 +253,18 @@ fn system(id: &'static str, label: &'static str, description: &'static str, kind
         handshake_only: false,
         tls: false,
         access_log: false,
+        budget: false,
+        token_in_path: false,
+    }
+}
+
+/// A member of the budget group: handshakes only, the shipped access log.
+fn budget(sys: System) -> System {
+    System {
+        handshake_only: true,
+        access_log: true,
+        budget: true,
+        ..sys
     }
 }
 
@@ -287,38 +330,6 @@ pub fn all_systems() -> Vec<System> {
         System {
             handshake_only: true,
             ..system(
-                "mksgate-declog",
-                "5c mksgate, decision lines (diag.)",
-                "diagnostic, handshakes only: as 5 with `log_decisions: true`, so each decision is also formatted as a JSON line in the VM and written to Envoy's log (the shipped layouts have it off)",
-                Kind::Envoy {
-                    template: "envoy-mksgate.yaml",
-                    module: Some("mksgate_filter.wasm"),
-                    mksgate: true,
-                    log_level: "info",
-                    patches: &[("\"log_decisions\": false", "\"log_decisions\": true")],
-                    etcd: false,
-                },
-            )
-        },
-        System {
-            handshake_only: true,
-            ..system(
-                "mksgate-reusable",
-                "5d mksgate, no one-time (diag.)",
-                "diagnostic, handshakes only: as 5 with `one_time_links: false`, so no replay-table read and compare-and-swap write per handshake",
-                Kind::Envoy {
-                    template: "envoy-mksgate.yaml",
-                    module: Some("mksgate_filter.wasm"),
-                    mksgate: true,
-                    log_level: "info",
-                    patches: &[("\"one_time_links\": true", "\"one_time_links\": false")],
-                    etcd: false,
-                },
-            )
-        },
-        System {
-            handshake_only: true,
-            ..system(
                 "mksgate-etcd",
                 "5e mksgate, etcd store (diag.)",
                 "diagnostic, handshakes only: as 5 with one-time links recorded in etcd (`replay_store.etcd`, envoy/fleet.yaml's store) instead of the local table: a single-member etcd 3.4 on the load generator's CPU, plain HTTP; etcd's own CPU is not in the proxy's figures",
@@ -332,26 +343,69 @@ pub fn all_systems() -> Vec<System> {
                 },
             )
         },
+        budget(system(
+            "noop-log",
+            "4L Envoy+noop, access log (budget)",
+            "the handshake budget's group: as 4 with the shipped access log (envoy/static-clusters.yaml's format, a line when the tunnel is up and one at the end) on Envoy's stdout",
+            envoy("envoy-noop.yaml", Some("mksgate_noop_filter.wasm"), false),
+        )),
         System {
-            handshake_only: true,
-            access_log: true,
-            ..system(
-                "noop-log",
-                "4L Envoy+noop, access log (diag.)",
-                "diagnostic, handshakes only: as 4 with the shipped access log (envoy/static-clusters.yaml's format, a line when the tunnel is up and one at the end) on Envoy's stdout",
+            token_in_path: true,
+            ..budget(system(
+                "noop-token-log",
+                "4P noop, token in the request (budget)",
+                "as 4L with `&token=<a signed link>` after `?host=`, so the request Envoy parses (and forwards) is as long as mksgate's",
                 envoy("envoy-noop.yaml", Some("mksgate_noop_filter.wasm"), false),
-            )
+            ))
         },
         System {
-            handshake_only: true,
-            access_log: true,
-            ..system(
-                "mksgate-log",
-                "5L mksgate, access log (diag.)",
-                "diagnostic, handshakes only: as 5 with the shipped access log, which writes the audit from filter state: mksgate at its shipped log settings",
-                envoy("envoy-mksgate.yaml", Some("mksgate_filter.wasm"), true),
-            )
+            token_in_path: true,
+            ..budget(system(
+                "noop-calls-log",
+                "4H noop, mksgate's host calls (budget)",
+                "as 4P, with the do-nothing filter making the host calls mksgate makes on an admitted handshake and nothing else (bench/noop-filter/src/calls.rs): header map, client address, clock, four header writes, shared-data read and compare-and-swap, route re-pick, counter, six filter-state writes",
+                Kind::Envoy {
+                    template: "envoy-noop.yaml",
+                    module: Some("mksgate_noop_filter.wasm"),
+                    mksgate: false,
+                    log_level: "info",
+                    patches: noop_calls_patch(),
+                    etcd: false,
+                },
+            ))
         },
+        budget(system(
+            "mksgate-reusable",
+            "5d mksgate, no one-time (budget)",
+            "as 5L with `one_time_links: false`, so no replay-table read and compare-and-swap write per handshake",
+            Kind::Envoy {
+                template: "envoy-mksgate.yaml",
+                module: Some("mksgate_filter.wasm"),
+                mksgate: true,
+                log_level: "info",
+                patches: &[("\"one_time_links\": true", "\"one_time_links\": false")],
+                etcd: false,
+            },
+        )),
+        budget(system(
+            "mksgate-log",
+            "5L mksgate, access log (budget)",
+            "as 5 with the shipped access log, which writes the audit from filter state: mksgate at its shipped log settings",
+            envoy("envoy-mksgate.yaml", Some("mksgate_filter.wasm"), true),
+        )),
+        budget(system(
+            "mksgate-declog",
+            "5c mksgate, decision lines (budget)",
+            "as 5L with `log_decisions: true`, so each decision is also formatted as a JSON line in the VM and written to Envoy's log (the shipped layouts have it off)",
+            Kind::Envoy {
+                template: "envoy-mksgate.yaml",
+                module: Some("mksgate_filter.wasm"),
+                mksgate: true,
+                log_level: "info",
+                patches: &[("\"log_decisions\": false", "\"log_decisions\": true")],
+                etcd: false,
+            },
+        )),
         System {
             tls: true,
             access_log: true,
@@ -721,13 +775,11 @@ pub fn start(ctx: &Ctx, sys: &System, concurrency: u32) -> Result<Running> {
             wait_envoy_ready(admin, &mut proc, Duration::from_secs(30))?;
             let addr = SocketAddr::new(localhost, port);
             wait_port(addr, &mut proc, Duration::from_secs(10))?;
-            let mode = if *mksgate {
-                Mode::Mksgate {
-                    key: Box::new(ctx.key.clone()),
-                    ttl_s: ctx.settings.link_ttl_s,
-                }
-            } else {
-                Mode::Path
+            let (key, ttl_s) = (Box::new(ctx.key.clone()), ctx.settings.link_ttl_s);
+            let mode = match (*mksgate, sys.token_in_path) {
+                (true, _) => Mode::Mksgate { key, ttl_s },
+                (false, true) => Mode::PathWithToken { key, ttl_s },
+                (false, false) => Mode::Path,
             };
             Ok(Running {
                 proc: Some(proc),
@@ -887,13 +939,20 @@ fn describe(s: &Sample) -> String {
     }
 }
 
-async fn pool_for(ctx: &Ctx, sc: Scenario, run: &Running, counter: Arc<Counter>) -> Pool {
+/// `hs_rate`: the paced handshake scenario's rate for this system's group.
+async fn pool_for(
+    ctx: &Ctx,
+    sc: Scenario,
+    run: &Running,
+    counter: Arc<Counter>,
+    hs_rate: f64,
+) -> Pool {
     let set = &ctx.settings;
     let t = run.target.clone();
     match sc {
         Scenario::Handshake(c) => Pool::handshakes(t, counter, c, None),
         Scenario::HandshakePaced => {
-            Pool::handshakes(t, counter, set.hs_paced_clients, Some(set.hs_rate))
+            Pool::handshakes(t, counter, set.hs_paced_clients, Some(hs_rate))
         }
         Scenario::Frames { paced } => {
             Pool::frames(
@@ -931,6 +990,9 @@ async fn sliced(
     pinned_seen: &mut std::collections::BTreeSet<&'static str>,
 ) {
     let set = &ctx.settings;
+    // A group is all budget systems or none.
+    let budget = systems.iter().any(|s| s.budget);
+    let hs_rate = if budget { set.budget_rate } else { set.hs_rate };
     // Paced stream scenarios load every proxy at once, each with the same
     // offered load, and measure them over the same windows: noise from the
     // machine then hits all of them alike. (The direct system has no proxy
@@ -977,7 +1039,7 @@ async fn sliced(
                 });
             }
         }
-        let pool = pool_for(ctx, sc, &run, counter.clone()).await;
+        let pool = pool_for(ctx, sc, &run, counter.clone(), hs_rate).await;
         live.push((sys, run, Some(pool)));
     }
     let probe = |run: &Running| Probe {
@@ -1003,6 +1065,7 @@ async fn sliced(
     let mut setup_errors: Vec<std::collections::BTreeMap<String, u64>> =
         live.iter().map(|_| Default::default()).collect();
     let (cycles, slice_s) = match sc {
+        Scenario::HandshakePaced if budget => (set.budget_windows, set.window_s),
         Scenario::Handshake(_) => (set.cycles, set.handshake_slice_s),
         Scenario::HandshakePaced
         | Scenario::Frames { paced: true }
@@ -1026,7 +1089,7 @@ async fn sliced(
                 }
             }
             for &i in &order {
-                let pool = pool_for(ctx, sc, &live[i].1, counter.clone()).await;
+                let pool = pool_for(ctx, sc, &live[i].1, counter.clone(), hs_rate).await;
                 live[i].2 = Some(pool);
             }
             let got = futures_util::future::join_all(order.iter().filter_map(|&i| {
@@ -1174,17 +1237,23 @@ pub async fn run(root: &Path, out: &Path) -> Result<Results> {
     // The plaintext systems, then the deployed (TLS) ones as a group of
     // their own: paced runs load every system of a group at once on the
     // proxy CPU, and the TLS ones against their own stand-in.
-    let (deployed_systems, plain): (Vec<System>, Vec<System>) =
+    // The budget's systems are a third group, in the paced handshake
+    // scenario only: few systems at a higher rate, for a finer figure.
+    let (deployed_systems, rest): (Vec<System>, Vec<System>) =
         systems.iter().cloned().partition(|s| s.tls);
+    let (budget_systems, plain): (Vec<System>, Vec<System>) =
+        rest.into_iter().partition(|s| s.budget);
     for sc in scenarios {
-        for (group, standin_pid) in [
-            (&plain, standin.pid()),
+        for (group, standin_pid, budget) in [
+            (&plain, standin.pid(), false),
             (
                 &deployed_systems,
                 tls_standin.as_ref().map_or(standin.pid(), |s| s.pid()),
+                false,
             ),
+            (&budget_systems, standin.pid(), true),
         ] {
-            if group.is_empty() {
+            if group.is_empty() || (budget && !matches!(sc, Scenario::HandshakePaced)) {
                 continue;
             }
             sliced(

@@ -25,11 +25,22 @@ const NOOP: &str = "noop";
 const NOOP_RAW: &str = "noop-raw";
 const HAPROXY: &str = "haproxy";
 const DIRECT: &str = "direct";
-/// Diagnostics of the handshake budget (plaintext).
+/// The handshake budget's group (plaintext, access logs on): compared only
+/// with each other.
 const MK_DECLOG: &str = "mksgate-declog";
 const MK_REUSABLE: &str = "mksgate-reusable";
 const NOOP_LOG: &str = "noop-log";
+const NOOP_TOKEN_LOG: &str = "noop-token-log";
+const NOOP_CALLS_LOG: &str = "noop-calls-log";
 const MK_LOG: &str = "mksgate-log";
+const BUDGET: [&str; 6] = [
+    NOOP_LOG,
+    NOOP_TOKEN_LOG,
+    NOOP_CALLS_LOG,
+    MK_REUSABLE,
+    MK_LOG,
+    MK_DECLOG,
+];
 /// The systems as deployed (TLS both sides, access logs): a group of their
 /// own, compared only with each other.
 const HAPROXY_TLS: &str = "haproxy-tls";
@@ -42,6 +53,8 @@ const DEPLOYED: [&str; 4] = [HAPROXY_TLS, ENVOY_TLS, NOOP_TLS, MK_TLS];
 fn mk_for(id: &str) -> &'static str {
     if DEPLOYED.contains(&id) {
         MK_TLS
+    } else if BUDGET.contains(&id) {
+        MK_LOG
     } else {
         MK
     }
@@ -341,6 +354,7 @@ impl<'a> Report<'a> {
 
         self.section_targets(w);
         self.section_deployed(w);
+        self.section_budget(w);
         self.section_method(w);
         self.section_handshakes(w);
         self.section_streams(w);

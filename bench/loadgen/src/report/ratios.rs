@@ -13,7 +13,7 @@ impl Report<'_> {
         let others: Vec<&str> = self
             .ids()
             .into_iter()
-            .filter(|i| *i != MK && !DEPLOYED.contains(i))
+            .filter(|i| *i != MK && !DEPLOYED.contains(i) && !BUDGET.contains(i))
             .collect();
         let mut head = String::from("| mksgate ÷ |");
         let mut sep = String::from("|---|");
