@@ -305,7 +305,7 @@ pub fn decide<'c>(config: &'c Config, req: &RequestFacts<'_>, now: i64) -> Decis
     if let Some(code) = check_origin(config, &claims, req.origin) {
         return refuse(code, audit);
     }
-    if let Some(code) = check_client(&claims, req.client) {
+    if let Some(code) = check_client(&claims, req) {
         return refuse(code, audit);
     }
 
@@ -436,12 +436,16 @@ fn check_origin(config: &Config, claims: &Claims<'_>, origin: HeaderValue<'_>) -
     None
 }
 
-fn check_client(claims: &Claims<'_>, client: Option<&str>) -> Option<Code> {
+fn check_client(claims: &Claims<'_>, req: &RequestFacts<'_>) -> Option<Code> {
     let raw = claims.ip?;
     let Some(network) = claims::raw_str(raw).and_then(|s| crate::cidr::Cidr::parse(&s)) else {
         return Some(Code::MalformedToken);
     };
-    let Some(address) = client.and_then(client_ip) else {
+    let address = match req.client {
+        Some(text) => client_ip(text),
+        None => req.client_lookup.and_then(|lookup| lookup.client_ip()),
+    };
+    let Some(address) = address else {
         return Some(Code::ClientNotAllowed);
     };
     if network.contains(address) {

@@ -20,6 +20,13 @@ impl<'a> HeaderValue<'a> {
     }
 }
 
+/// Fetches the downstream address only when a decision needs it (a link
+/// bound to a network): reading it is a host call, which most requests
+/// never need (issue 15's budget).
+pub trait ClientLookup: std::fmt::Debug {
+    fn client_ip(&self) -> Option<std::net::IpAddr>;
+}
+
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RequestFacts<'a> {
     pub method: &'a str,
@@ -35,6 +42,8 @@ pub struct RequestFacts<'a> {
     /// The downstream address as Envoy's `source.address` gives it
     /// (`1.2.3.4:5678` or `[::1]:5678`).
     pub client: Option<&'a str>,
+    /// Where to ask for the address when `client` is `None`.
+    pub client_lookup: Option<&'a dyn ClientLookup>,
     /// The client sent the cluster header (under any value): the host must
     /// remove it on every path, so a client never steers routing.
     pub cluster_header_sent: bool,

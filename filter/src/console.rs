@@ -6,7 +6,7 @@
 use crate::header_map::HeaderMap;
 use mksgate_core::etcd::{Answer, Call, Claim, EtcdStore, Failure, Outcome, Step};
 use mksgate_core::replay::SharedStore;
-use mksgate_core::request::LOGGED_PATH_HEADER;
+use mksgate_core::request::{ClientLookup, LOGGED_PATH_HEADER};
 use mksgate_core::{
     decide, log_line, Audit, Code, Commit, Config, Decision, Deferred, Pending, ReplayStore,
     RequestFacts, Rewrite,
@@ -79,7 +79,10 @@ pub fn on_request_headers<H: Host>(host: &H, config: Option<&Config>) -> Next {
     };
     let cluster_header = config.upstreams.cluster_header.as_str();
     let log = config.log_decisions;
-    let client = host.client_address();
+    // The address is a host call: read up front only for the decision
+    // line; otherwise core asks for it when a link is bound to a network.
+    let client = if log { host.client_address() } else { None };
+    let lookup = Lookup(host);
     // A host call the decision depends on was refused: never forward.
     let gateway_error = || {
         refuse(
@@ -94,12 +97,15 @@ pub fn on_request_headers<H: Host>(host: &H, config: Option<&Config>) -> Next {
     // judge, not a reason to trap. A map the host serialized wrongly cannot
     // be judged at all: core refuses it on every path.
     let headers = host.request_headers();
-    let facts = match &headers {
+    let mut facts = match &headers {
         Some(map) => {
             RequestFacts::from_header_bytes(map.pairs(), cluster_header, client.as_deref())
         }
         None => RequestFacts::unreadable(client.as_deref()),
     };
+    if !log {
+        facts.client_lookup = Some(&lookup);
+    }
     // The client's cluster header goes before anything else is decided,
     // whatever the decision (core says so for pass-through, and the other
     // outcomes either answer locally or overwrite it); the route may have
@@ -152,6 +158,21 @@ pub fn on_request_headers<H: Host>(host: &H, config: Option<&Config>) -> Next {
                 }
             },
         },
+    }
+}
+
+/// `source.address` from the host, when core asks for it.
+struct Lookup<'h, H>(&'h H);
+
+impl<H> std::fmt::Debug for Lookup<'_, H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Lookup(host)")
+    }
+}
+
+impl<H: Host> ClientLookup for Lookup<'_, H> {
+    fn client_ip(&self) -> Option<std::net::IpAddr> {
+        mksgate_core::decision::client_ip(&self.0.client_address()?)
     }
 }
 

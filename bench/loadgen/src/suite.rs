@@ -191,7 +191,7 @@ const ETCD_PEER_PORT: u16 = 23800;
 /// makes them at the shipped settings (bench/noop-filter/src/calls.rs).
 const NOOP_CALLS_PATCH: (&str, &str) = (
     "                root_id: noop\n",
-    "                root_id: noop\n                configuration:\n                  \"@type\": type.googleapis.com/google.protobuf.StringValue\n                  value: \"headers address now header*4 shared route counter property*6\"\n",
+    "                root_id: noop\n                configuration:\n                  \"@type\": type.googleapis.com/google.protobuf.StringValue\n                  value: \"headers now header*4 shared route counter property*6\"\n",
 );
 
 /// `NOOP_CALLS_PATCH`, or with `BENCH_NOOP_CALLS` another plan (a
@@ -201,7 +201,7 @@ fn noop_calls_patch() -> &'static [(&'static str, &'static str)] {
         return &[NOOP_CALLS_PATCH];
     };
     let to = NOOP_CALLS_PATCH.1.replace(
-        "headers address now header*4 shared route counter property*6",
+        "headers now header*4 shared route counter property*6",
         &plan,
     );
     Box::leak(Box::new([(
@@ -363,7 +363,7 @@ pub fn all_systems() -> Vec<System> {
             ..budget(system(
                 "noop-calls-log",
                 "4H noop, mksgate's host calls (budget)",
-                "as 4P, with the do-nothing filter making the host calls mksgate makes on an admitted handshake and nothing else (bench/noop-filter/src/calls.rs): header map, client address, clock, four header writes, shared-data read and compare-and-swap, route re-pick, counter, six filter-state writes",
+                "as 4P, with the do-nothing filter making the host calls mksgate makes on an admitted handshake and nothing else (bench/noop-filter/src/calls.rs): header map, clock, four header writes, shared-data read and compare-and-swap, route re-pick, counter, six filter-state writes",
                 Kind::Envoy {
                     template: "envoy-noop.yaml",
                     module: Some("mksgate_noop_filter.wasm"),

@@ -2,10 +2,11 @@
 //! around them (benchmark system 4H). The plugin configuration is a list of
 //! call names, each optionally `*N`, e.g. the shipped path:
 //!
-//! `headers address now header*4 shared route counter property*6`
+//! `headers now header*4 shared route counter property*6`
 //!
 //! * `headers`  the request header map, as one buffer (`abi::request_headers`)
-//! * `address`  `source.address`
+//! * `address`  `source.address` (mksgate reads it only for a link bound to
+//!   a network, or with the decision line on)
 //! * `now`      the clock
 //! * `header`   a request-header write; mksgate's four are
 //!   `x-envoy-original-path`, `:path`, `:authority` and the cluster header.
@@ -182,10 +183,10 @@ mod tests {
 
     #[test]
     fn parses_the_shipped_path_and_refuses_unknown_calls() {
-        let plan =
-            Plan::parse("headers address now header*4 shared route counter property*6").unwrap();
-        assert_eq!(plan.calls.len(), 8);
-        assert_eq!(plan.calls[3], (Call::Header, 4));
+        let plan = Plan::parse("headers now header*4 shared route counter property*6").unwrap();
+        assert_eq!(plan.calls.len(), 7);
+        assert_eq!(plan.calls[2], (Call::Header, 4));
+        assert!(Plan::parse("address*20").is_ok());
         assert!(Plan::parse("").unwrap().is_empty());
         assert!(Plan::parse("headers*x").is_err());
         assert!(Plan::parse("verify").is_err());

@@ -56,6 +56,7 @@ enum Call {
     Dispatch(&'static str, String),
     Resume,
     StoreOutcome(Outcome),
+    ClientAddress,
 }
 
 #[derive(Default)]
@@ -98,8 +99,18 @@ impl Mock {
         on_request_headers(self, Some(&config()))
     }
 
+    /// The calls that act on the request (reads of the address apart).
     fn calls(&self) -> Vec<Call> {
-        self.calls.borrow().clone()
+        let calls = self.calls.borrow();
+        calls
+            .iter()
+            .filter(|c| **c != Call::ClientAddress)
+            .cloned()
+            .collect()
+    }
+
+    fn asked_address(&self) -> bool {
+        self.calls.borrow().contains(&Call::ClientAddress)
     }
 
     fn replied(&self) -> Option<(u32, Option<String>)> {
@@ -144,6 +155,7 @@ impl Host for Mock {
         HeaderMap::parse(self.headers.clone()?)
     }
     fn client_address(&self) -> Option<String> {
+        self.calls.borrow_mut().push(Call::ClientAddress);
         Some("192.0.2.10:55000".into())
     }
     fn now(&self) -> i64 {
@@ -283,6 +295,51 @@ fn log_decisions_off_keeps_the_audit_and_drops_the_log_line() {
             "{calls:?}"
         );
     }
+}
+
+/// With the decision line off (as shipped) the address is a host call made
+/// only for a link bound to a network, and such a link is still judged.
+#[test]
+fn the_client_address_is_read_only_when_a_link_binds_it() {
+    let mut cfg = serde_json::json!({
+        "keys": [{"kid": "k1", "alg": "HS256", "secret_base64url": jws::encode_secret(SECRET)}],
+        "allowed_origins": ["https://portal.example.com"],
+        "upstreams": {"hosts": {"vesxi01.sec.lab": "esxi_vesxi01"}},
+        "log_decisions": false,
+    });
+    let config = Config::parse(cfg.to_string().as_bytes(), &|_| None).unwrap();
+    let key = Key::new(Some("k1".into()), Alg::HS256, SECRET).unwrap();
+    let bound = |jti: &str, ip: &str| {
+        let claims = serde_json::json!({
+            "exp": NOW + 60, "iat": NOW, "jti": jti, "host": "vesxi01.sec.lab",
+            "ticket": "tk-1", "ip": ip
+        });
+        format!(
+            "/console?token={}",
+            jws::sign(&key, claims.to_string().as_bytes())
+        )
+    };
+    let asked = Mock::asked_address;
+    for path in [link("j-a1"), "/console?token=x.y.z".into(), "/other".into()] {
+        let mock = Mock::upgrade(&path, &[]);
+        let _ = on_request_headers(&mock, Some(&config));
+        assert!(!asked(&mock), "{path}: {:?}", mock.calls());
+    }
+    let inside = Mock::upgrade(&bound("j-a2", "192.0.2.0/24"), &[]);
+    assert_eq!(kind(on_request_headers(&inside, Some(&config))), "continue");
+    assert!(asked(&inside));
+    let outside = Mock::upgrade(&bound("j-a3", "198.51.100.0/24"), &[]);
+    assert_eq!(kind(on_request_headers(&outside, Some(&config))), "stop");
+    assert_eq!(
+        outside.replied(),
+        Some((403, Some("client_not_allowed".into())))
+    );
+    // With the line on, it is read for every request (the line prints it).
+    cfg["log_decisions"] = serde_json::json!(true);
+    let logging = Config::parse(cfg.to_string().as_bytes(), &|_| None).unwrap();
+    let mock = Mock::upgrade(&link("j-a4"), &[]);
+    let _ = on_request_headers(&mock, Some(&logging));
+    assert!(asked(&mock));
 }
 
 #[test]
