@@ -4,7 +4,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 MODULE := target/mksgate/mksgate_filter.wasm
 
-.PHONY: help setup build test lint test-native test-wasm demo fuzz bench clean
+.PHONY: help setup build test lint test-native test-wasm demo fuzz bench bench-calls bench-stages clean
 
 help:
 	@echo "make demo   - build, start ESXi stand-ins + Envoy on localhost, print a signed console link"
@@ -12,6 +12,8 @@ help:
 	@echo "make build  - build the shipped module: $(MODULE)"
 	@echo "make fuzz   - about a minute of each fuzz target, then the long wire fuzzer in real Envoy"
 	@echo "make bench  - the benchmark against HAProxy and plain Envoy (writes BENCHMARKS.md)"
+	@echo "make bench-calls - what each kind of host call mksgate makes costs Envoy (about 4 minutes)"
+	@echo "make bench-stages - mksgate's own decision, stage by stage, timed in V8 (under a minute)"
 
 setup:
 	scripts/setup.sh
@@ -30,6 +32,7 @@ test-native: build
 
 test-wasm: setup
 	scripts/test-core-wasm.sh
+	scripts/bench-stages.sh 200 3
 
 test: lint test-native test-wasm
 	@echo "make test: all suites passed"
@@ -44,6 +47,12 @@ fuzz: build
 
 bench: build
 	scripts/bench.sh
+
+bench-calls: build
+	scripts/bench-calls.sh
+
+bench-stages: setup
+	scripts/bench-stages.sh
 
 clean:
 	cargo clean
