@@ -13,11 +13,19 @@ const NOW: i64 = 1_800_000_000;
 const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef-mksgate";
 
 fn config() -> Config {
-    let json = serde_json::json!({
+    config_with(serde_json::json!({}))
+}
+
+/// The tests' config with `extra`'s top-level fields set over it.
+fn config_with(extra: serde_json::Value) -> Config {
+    let mut json = serde_json::json!({
         "keys": [{"kid": "k1", "alg": "HS256", "secret_base64url": jws::encode_secret(SECRET)}],
         "allowed_origins": ["https://portal.example.com"],
         "upstreams": {"hosts": {"vesxi01.sec.lab": "esxi_vesxi01"}}
     });
+    for (key, value) in extra.as_object().unwrap() {
+        json[key] = value.clone();
+    }
     Config::parse(json.to_string().as_bytes(), &|_| None).unwrap()
 }
 
@@ -274,13 +282,7 @@ fn a_latin1_cookie_next_to_a_valid_link_is_admitted_and_rewritten() {
 
 #[test]
 fn log_decisions_off_keeps_the_audit_and_drops_the_log_line() {
-    let mut cfg = serde_json::json!({
-        "keys": [{"kid": "k1", "alg": "HS256", "secret_base64url": jws::encode_secret(SECRET)}],
-        "allowed_origins": ["https://portal.example.com"],
-        "upstreams": {"hosts": {"vesxi01.sec.lab": "esxi_vesxi01"}},
-    });
-    cfg["log_decisions"] = serde_json::json!(false);
-    let config = Config::parse(cfg.to_string().as_bytes(), &|_| None).unwrap();
+    let config = config_with(serde_json::json!({"log_decisions": false}));
     for path in [link("j-q"), "/console?token=x.y.z".to_string()] {
         let mock = Mock::upgrade(&path, &[]);
         let _ = on_request_headers(&mock, Some(&config));
@@ -301,13 +303,7 @@ fn log_decisions_off_keeps_the_audit_and_drops_the_log_line() {
 /// only for a link bound to a network, and such a link is still judged.
 #[test]
 fn the_client_address_is_read_only_when_a_link_binds_it() {
-    let mut cfg = serde_json::json!({
-        "keys": [{"kid": "k1", "alg": "HS256", "secret_base64url": jws::encode_secret(SECRET)}],
-        "allowed_origins": ["https://portal.example.com"],
-        "upstreams": {"hosts": {"vesxi01.sec.lab": "esxi_vesxi01"}},
-        "log_decisions": false,
-    });
-    let config = Config::parse(cfg.to_string().as_bytes(), &|_| None).unwrap();
+    let config = config_with(serde_json::json!({"log_decisions": false}));
     let key = Key::new(Some("k1".into()), Alg::HS256, SECRET).unwrap();
     let bound = |jti: &str, ip: &str| {
         let claims = serde_json::json!({
@@ -335,8 +331,7 @@ fn the_client_address_is_read_only_when_a_link_binds_it() {
         Some((403, Some("client_not_allowed".into())))
     );
     // With the line on, it is read for every request (the line prints it).
-    cfg["log_decisions"] = serde_json::json!(true);
-    let logging = Config::parse(cfg.to_string().as_bytes(), &|_| None).unwrap();
+    let logging = config_with(serde_json::json!({"log_decisions": true}));
     let mock = Mock::upgrade(&link("j-a4"), &[]);
     let _ = on_request_headers(&mock, Some(&logging));
     assert!(asked(&mock));
@@ -445,13 +440,9 @@ fn an_unconfigured_stream_is_refused() {
 }
 
 fn etcd_config() -> Config {
-    let json = serde_json::json!({
-        "keys": [{"kid": "k1", "alg": "HS256", "secret_base64url": jws::encode_secret(SECRET)}],
-        "allowed_origins": ["https://portal.example.com"],
-        "upstreams": {"hosts": {"vesxi01.sec.lab": "esxi_vesxi01"}},
+    config_with(serde_json::json!({
         "replay_store": {"etcd": {"cluster": "mksgate_etcd", "authority": "etcd"}}
-    });
-    Config::parse(json.to_string().as_bytes(), &|_| None).unwrap()
+    }))
 }
 
 const CREATED: &[u8] = br#"{"header":{"revision":"2"},"succeeded":true}"#;
@@ -586,12 +577,9 @@ fn with_etcd_a_refused_call_is_unavailable_and_refusals_never_ask_etcd() {
 
 #[test]
 fn without_rewrite_authority_only_path_and_cluster_are_set() {
-    let json = serde_json::json!({
-        "keys": [{"kid": "k1", "alg": "HS256", "secret_base64url": jws::encode_secret(SECRET)}],
-        "allowed_origins": ["https://portal.example.com"],
+    let config = config_with(serde_json::json!({
         "upstreams": {"hosts": {"vesxi01.sec.lab": "esxi_vesxi01"}, "rewrite_authority": false}
-    });
-    let config = Config::parse(json.to_string().as_bytes(), &|_| None).unwrap();
+    }));
     let mock = Mock::upgrade(&link("j-istio"), &[]);
     mock.calls.borrow_mut().clear();
     assert_eq!(kind(on_request_headers(&mock, Some(&config))), "continue");
