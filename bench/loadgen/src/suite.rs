@@ -189,25 +189,26 @@ const ETCD_PEER_PORT: u16 = 23800;
 
 /// System 4H's plan: the host calls of an admitted handshake, as mksgate
 /// makes them at the shipped settings (bench/noop-filter/src/calls.rs).
-const NOOP_CALLS_PATCH: (&str, &str) = (
-    "                root_id: noop\n",
-    "                root_id: noop\n                configuration:\n                  \"@type\": type.googleapis.com/google.protobuf.StringValue\n                  value: \"headers now header*4 shared route counter property*6\"\n",
-);
+const NOOP_CALLS_PLAN: &str = "headers now header*4 shared route counter property*6";
 
-/// `NOOP_CALLS_PATCH`, or with `BENCH_NOOP_CALLS` another plan (a
-/// diagnostic: e.g. `"property*20"` prices one kind of call).
+/// Puts system 4H's plan, or with `BENCH_NOOP_CALLS` another one (a
+/// diagnostic: e.g. `"property*20"` prices one kind of call), into the
+/// do-nothing filter's plugin configuration.
 fn noop_calls_patch() -> &'static [(&'static str, &'static str)] {
-    let Ok(plan) = std::env::var("BENCH_NOOP_CALLS") else {
-        return &[NOOP_CALLS_PATCH];
-    };
-    let to = NOOP_CALLS_PATCH.1.replace(
-        "headers now header*4 shared route counter property*6",
-        &plan,
+    const ANCHOR: &str = "                root_id: noop\n";
+    let plan = std::env::var("BENCH_NOOP_CALLS").unwrap_or_else(|_| NOOP_CALLS_PLAN.into());
+    let to = format!(
+        "{ANCHOR}                configuration:\n                  \"@type\": type.googleapis.com/google.protobuf.StringValue\n                  value: \"{plan}\"\n"
     );
-    Box::leak(Box::new([(
-        NOOP_CALLS_PATCH.0,
-        &*Box::leak(to.into_boxed_str()),
-    )]))
+    Box::leak(Box::new([(ANCHOR, &*Box::leak(to.into_boxed_str()))]))
+}
+
+/// `kind` (an Envoy) with `with` applied to its rendered config.
+fn patched(mut kind: Kind, with: &'static [(&'static str, &'static str)]) -> Kind {
+    if let Kind::Envoy { patches, .. } = &mut kind {
+        *patches = with;
+    }
+    kind
 }
 
 /// The etcd store in the plugin configuration (system 5e).
@@ -364,28 +365,20 @@ pub fn all_systems() -> Vec<System> {
                 "noop-calls-log",
                 "4H noop, mksgate's host calls (budget)",
                 "as 4P, with the do-nothing filter making the host calls mksgate makes on an admitted handshake and nothing else (bench/noop-filter/src/calls.rs): header map, clock, four header writes, shared-data read and compare-and-swap, route re-pick, counter, six filter-state writes",
-                Kind::Envoy {
-                    template: "envoy-noop.yaml",
-                    module: Some("mksgate_noop_filter.wasm"),
-                    mksgate: false,
-                    log_level: "info",
-                    patches: noop_calls_patch(),
-                    etcd: false,
-                },
+                patched(
+                    envoy("envoy-noop.yaml", Some("mksgate_noop_filter.wasm"), false),
+                    noop_calls_patch(),
+                ),
             ))
         },
         budget(system(
             "mksgate-reusable",
             "5d mksgate, no one-time (budget)",
             "as 5L with `one_time_links: false`, so no replay-table read and compare-and-swap write per handshake",
-            Kind::Envoy {
-                template: "envoy-mksgate.yaml",
-                module: Some("mksgate_filter.wasm"),
-                mksgate: true,
-                log_level: "info",
-                patches: &[("\"one_time_links\": true", "\"one_time_links\": false")],
-                etcd: false,
-            },
+            patched(
+                envoy("envoy-mksgate.yaml", Some("mksgate_filter.wasm"), true),
+                &[("\"one_time_links\": true", "\"one_time_links\": false")],
+            ),
         )),
         budget(system(
             "mksgate-log",
@@ -397,14 +390,10 @@ pub fn all_systems() -> Vec<System> {
             "mksgate-declog",
             "5c mksgate, decision lines (budget)",
             "as 5L with `log_decisions: true`, so each decision is also formatted as a JSON line in the VM and written to Envoy's log (the shipped layouts have it off)",
-            Kind::Envoy {
-                template: "envoy-mksgate.yaml",
-                module: Some("mksgate_filter.wasm"),
-                mksgate: true,
-                log_level: "info",
-                patches: &[("\"log_decisions\": false", "\"log_decisions\": true")],
-                etcd: false,
-            },
+            patched(
+                envoy("envoy-mksgate.yaml", Some("mksgate_filter.wasm"), true),
+                &[("\"log_decisions\": false", "\"log_decisions\": true")],
+            ),
         )),
         System {
             tls: true,

@@ -167,12 +167,9 @@ impl Report<'_> {
             };
             let _ = writeln!(
                 w,
-                "| {} | {} | {} / {} | {} | {} |",
+                "| {} | {} | {} |",
                 self.label(id),
-                fmt(Self::rate(s), 0),
-                fmt(s.lat_p50_us.map(|v| v / 1e3), 2),
-                fmt(s.lat_p99_us.map(|v| v / 1e3), 2),
-                fmt(Self::cpu_per_op(s).map(|v| v * 1e6), 1),
+                Self::paced_cells(s),
                 errors_text(s)
             );
         }
@@ -197,11 +194,7 @@ impl Report<'_> {
             "**Where it goes** (µs of proxy CPU per handshake):\n\n| part | how | µs per handshake | windows |\n|---|---|---:|---|"
         );
         let rows: [(&str, &str, Extra); 6] = [
-            (
-                "all of it",
-                "5L − 4L",
-                self.extra_us(MK_LOG, NOOP_LOG),
-            ),
+            ("all of it", "5L − 4L", (budget, budget_c)),
             (
                 "a request as long as mksgate's (the token in it), through the do-nothing filter",
                 "4P − 4L",
@@ -237,11 +230,12 @@ impl Report<'_> {
             );
         }
         let (tls, tls_c) = self.extra_us(MK_TLS, NOOP_TLS);
+        let (plain, plain_c) = self.extra_us(MK, NOOP);
         let _ = writeln!(
             w,
             "\nFor comparison, the other groups (their own loads): mksgate over the do-nothing filter is {} µs with no access log (5 − 4, plaintext group; windows {}) and {} µs with TLS on both sides (5T − 4T; windows {}).\n",
-            fmt(self.extra_us(MK, NOOP).0, 0),
-            fmt_us_range(&self.extra_us(MK, NOOP).1),
+            fmt(plain, 0),
+            fmt_us_range(&plain_c),
             fmt(tls, 0),
             fmt_us_range(&tls_c)
         );

@@ -6,6 +6,18 @@ use super::stats::*;
 use super::*;
 
 impl Report<'_> {
+    /// A paced handshake total's cells: rate achieved, p50 / p99 ms, proxy
+    /// CPU µs per handshake.
+    pub(super) fn paced_cells(s: &Sample) -> String {
+        format!(
+            "{} | {} / {} | {}",
+            fmt(Self::rate(s), 0),
+            fmt(s.lat_p50_us.map(|v| v / 1e3), 2),
+            fmt(s.lat_p99_us.map(|v| v / 1e3), 2),
+            fmt(Self::cpu_per_op(s).map(|v| v * 1e6), 1)
+        )
+    }
+
     pub(super) fn section_handshakes(&self, w: &mut String) {
         let c = &self.r.config;
         let _ = writeln!(w, "## Handshakes\n");
@@ -125,12 +137,9 @@ impl Report<'_> {
                 );
                 let _ = writeln!(
                     w,
-                    "| {} | {} | {} / {} | {} | {} | {} |",
+                    "| {} | {} | {} | {} |",
                     self.label(id),
-                    fmt(Self::rate(s), 0),
-                    fmt(s.lat_p50_us.map(|v| v / 1e3), 2),
-                    fmt(s.lat_p99_us.map(|v| v / 1e3), 2),
-                    fmt(Self::cpu_per_op(s).map(|v| v * 1e6), 1),
+                    Self::paced_cells(s),
                     if id == mk_for(id) {
                         "—".into()
                     } else {
