@@ -25,7 +25,6 @@
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{MapType, MetricType};
-use std::cell::Cell;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Call {
@@ -75,7 +74,8 @@ const PROPERTIES: [(&str, &str); 6] = [
 #[derive(Debug, Default)]
 pub struct Plan {
     calls: Vec<(Call, u32)>,
-    counter: Cell<Option<u32>>,
+    /// The counter `counter` increments, defined at configure time.
+    counter: Option<u32>,
 }
 
 impl Plan {
@@ -98,8 +98,16 @@ impl Plan {
         }
         Ok(Plan {
             calls,
-            counter: Cell::new(None),
+            counter: None,
         })
+    }
+
+    /// Defines the counter, if the plan increments one (a host call, so
+    /// once at configure time, as mksgate defines its counters).
+    pub fn define_counter(&mut self) {
+        if self.calls.iter().any(|(call, _)| *call == Call::Counter) {
+            self.counter = hostcalls::define_metric(MetricType::Counter, "noop.calls").ok();
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -137,11 +145,7 @@ impl Plan {
                 let _ = hostcalls::call_foreign_function("clear_route_cache", None);
             }
             Call::Counter => {
-                if self.counter.get().is_none() {
-                    self.counter
-                        .set(hostcalls::define_metric(MetricType::Counter, "noop.calls").ok());
-                }
-                if let Some(id) = self.counter.get() {
+                if let Some(id) = self.counter {
                     let _ = hostcalls::increment_metric(id, 1);
                 }
             }

@@ -29,7 +29,8 @@ impl RootContext for NoopRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
         let text = self.get_plugin_configuration().unwrap_or_default();
         match Plan::parse(&String::from_utf8_lossy(&text)) {
-            Ok(plan) => {
+            Ok(mut plan) => {
+                plan.define_counter();
                 self.plan = (!plan.is_empty()).then(|| Rc::new(plan));
                 true
             }
