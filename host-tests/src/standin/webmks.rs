@@ -279,6 +279,15 @@ pub fn uint8utf8_encode(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
 
+    /// A filter that has seen the client's handshake, and an empty output.
+    fn past_handshake() -> (WebmksFilter, Vec<u8>) {
+        let mut f = WebmksFilter::default();
+        let mut out = Vec::new();
+        f.feed(&handshake(), &mut out);
+        out.clear();
+        (f, out)
+    }
+
     fn handshake() -> Vec<u8> {
         let mut h = b"RFB 003.008\n".to_vec();
         h.push(1); // security None
@@ -311,10 +320,7 @@ mod tests {
 
     #[test]
     fn vmware_keys_become_qemu_key_events_and_the_rest_is_dropped() {
-        let mut f = WebmksFilter::default();
-        let mut out = Vec::new();
-        f.feed(&handshake(), &mut out);
-        out.clear();
+        let (mut f, mut out) = past_handshake();
         // 'a' down (scan code 0x1e), Delete up (0x153: E0 53), caps (3).
         f.feed(&[127, 0, 0, 8, 0, 0x1e, 1, 0], &mut out);
         f.feed(&[127, 0, 0, 8, 0x01, 0x53, 0, 0], &mut out);
@@ -335,10 +341,7 @@ mod tests {
 
     #[test]
     fn vmware_pointer_and_unicode_keys_become_standard_events() {
-        let mut f = WebmksFilter::default();
-        let mut out = Vec::new();
-        f.feed(&handshake(), &mut out);
-        out.clear();
+        let (mut f, mut out) = past_handshake();
         let mut ptr = vec![127, 2, 0, 19, 0];
         for v in [300u32, 200, 1] {
             ptr.extend_from_slice(&v.to_be_bytes());
@@ -358,10 +361,7 @@ mod tests {
 
     #[test]
     fn an_unknown_message_switches_to_pass_through() {
-        let mut f = WebmksFilter::default();
-        let mut out = Vec::new();
-        f.feed(&handshake(), &mut out);
-        out.clear();
+        let (mut f, mut out) = past_handshake();
         f.feed(&[200, 1, 2, 3, 127, 0, 0, 8], &mut out);
         assert_eq!(out, [200, 1, 2, 3, 127, 0, 0, 8]);
     }
