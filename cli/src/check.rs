@@ -23,6 +23,10 @@ pub struct Args {
     /// an error (default: check the rest with a dummy secret).
     #[arg(long)]
     strict_env: bool,
+    /// Treat warnings as errors (for example scoped and unscoped keys mixed
+    /// in one configuration).
+    #[arg(long)]
+    strict: bool,
 }
 
 pub fn run(args: &Args) -> Outcome<ExitCode> {
@@ -34,6 +38,7 @@ pub fn run(args: &Args) -> Outcome<ExitCode> {
     };
     let found = load::find(&args.file)?;
     let mut errors = 0;
+    let mut warnings = 0;
     for item in &found {
         match &item.body {
             Err((field, reason)) => {
@@ -44,6 +49,10 @@ pub fn run(args: &Args) -> Outcome<ExitCode> {
                 Ok(parsed) => {
                     for line in describe(&parsed, json) {
                         crate::outln!("ok: {file}: {}{line}", at(&item.label));
+                    }
+                    for line in warnings_of(&parsed) {
+                        warnings += 1;
+                        eprintln!("warning: {file}: {}{line}", at(&item.label));
                     }
                 }
                 Err(e) => {
@@ -59,11 +68,32 @@ pub fn run(args: &Args) -> Outcome<ExitCode> {
         }
     }
     // Each refusal was reported on its own line above.
-    Ok(if errors > 0 {
+    Ok(if errors > 0 || (args.strict && warnings > 0) {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// What is valid but weakens the configuration.
+fn warnings_of(parsed: &Parsed) -> Vec<String> {
+    let c = &parsed.config;
+    let mut lines = Vec::new();
+    if c.mixes_scoped_and_unscoped_keys() {
+        let unscoped: Vec<String> = c
+            .keys
+            .iter()
+            .zip(&c.key_scopes)
+            .enumerate()
+            .filter(|(_, (_, scope))| scope.is_none())
+            .map(|(i, (key, _))| format!("keys[{i}] (kid {})", key.kid().unwrap_or("none")))
+            .collect();
+        lines.push(format!(
+            "keys: scoped and unscoped keys are mixed; {} can open every tenant's hosts, which undoes the scopes (give every key a scope)",
+            unscoped.join(", ")
+        ));
+    }
+    lines
 }
 
 /// `label: `, or nothing for a file that is one bare plugin configuration.
@@ -116,8 +146,19 @@ fn describe(parsed: &Parsed, json: &str) -> Vec<String> {
             }
             None => "secret inline (secret_base64url; checked)".to_string(),
         };
+        let scope = match c.key_scopes.get(i).and_then(Option::as_ref) {
+            None => String::new(),
+            Some(s) => format!(
+                "; scope: {} host(s), {} suffix(es), tenants {}",
+                s.hosts.len(),
+                s.host_suffixes.len(),
+                s.tenants
+                    .as_ref()
+                    .map_or("any".to_string(), |t| t.join(","))
+            ),
+        };
         lines.push(format!(
-            "keys[{i}] (kid {}, {}): {source}",
+            "keys[{i}] (kid {}, {}): {source}{scope}",
             key.kid().unwrap_or("none"),
             key.alg().name()
         ));

@@ -85,6 +85,11 @@ pub struct Args {
     /// Print {link, token, claims, header} as JSON.
     #[arg(long)]
     json: bool,
+    /// The gateway's plugin configuration (JSON, Envoy or Istio YAML, as
+    /// check-config reads): when the key --kid selects there has a scope,
+    /// a link outside it is refused here, by the filter's own rule.
+    #[arg(long, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
 }
 
 pub fn run(args: &Args) -> Outcome<ExitCode> {
@@ -161,6 +166,9 @@ pub fn run(args: &Args) -> Outcome<ExitCode> {
     if let Some(kid) = &args.kid {
         check_kid(kid)?;
     }
+    if let Some(path) = &args.config {
+        check_scope(path, args.kid.as_deref(), &claims)?;
+    }
 
     let Some((secret, from)) = args.key.secret()? else {
         return Err(fail(
@@ -184,6 +192,66 @@ pub fn run(args: &Args) -> Outcome<ExitCode> {
         crate::outln!("{link}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Refuses a link that the gateway would refuse as `key_scope`: the key
+/// `kid` selects in the configuration at `path`, and core's scope rule.
+fn check_scope(
+    path: &std::path::Path,
+    kid: Option<&str>,
+    claims: &Map<String, Value>,
+) -> Outcome<()> {
+    let found = crate::load::find(path)?;
+    let [only] = found.as_slice() else {
+        return Err(fail(format!(
+            "--config {}: holds {} plugin configurations; give a file with one",
+            path.display(),
+            found.len()
+        )));
+    };
+    let (json, vm) = only.body.as_ref().map_err(|(field, reason)| {
+        fail(format!("--config {}: {field}: {reason}", path.display()))
+    })?;
+    let parsed = crate::load::parse(json, vm, crate::load::EnvMode::ShapeOnly).map_err(|e| {
+        fail(format!(
+            "--config {}: {}: {}",
+            path.display(),
+            e.field,
+            e.reason
+        ))
+    })?;
+    let config = parsed.config;
+    let Some(key) = config.keys.select(kid) else {
+        return Err(fail(format!(
+            "--config {}: no key there is selected by --kid {}",
+            path.display(),
+            kid.unwrap_or("(none)")
+        )));
+    };
+    let Some(scope) = config.scope_of(key) else {
+        return Ok(());
+    };
+    let host = match (claims.get("url"), claims.get("host")) {
+        (Some(Value::String(url)), _) => target::parse_webmks_url(url).map(|t| t.host),
+        (_, Some(Value::String(host))) => target::parse_host(host),
+        _ => None,
+    }
+    .ok_or_else(|| fail("the link has no target host"))?;
+    let tenant = claims.get("tenant").and_then(Value::as_str);
+    scope.check(&host, tenant).map_err(|part| {
+        let what = match part {
+            mksgate_core::scope::ScopePart::Host => format!("host {}", host.canonical()),
+            mksgate_core::scope::ScopePart::Tenant => match tenant {
+                Some(t) => format!("tenant {t}"),
+                None => "a link without --tenant".to_string(),
+            },
+        };
+        fail(format!(
+            "{what} is outside the scope of key {} in {} (the gateway would refuse it: key_scope)",
+            key.kid().unwrap_or("(no kid)"),
+            path.display()
+        ))
+    })
 }
 
 fn target_claims(args: &Args, claims: &mut Map<String, Value>) -> Outcome<()> {

@@ -6,88 +6,17 @@
 use mksgate_core::jws::{decode_secret, Alg};
 use mksgate_core::Config;
 use serde_json::{json, Value};
+mod common;
+use common::{assert_one_line_error, run, run_with, scratch, write, Run};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_mksgate");
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 use mksgate_testkit::link::KEY_ENV;
 /// 32 bytes, base64url: what the shipped example's env var would hold.
 const SECRET32: &str = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTEyMzQ";
 const NOW: i64 = 1_795_000_000;
 const TICKET: &str = "52bd9e3f-aa1c-ticket";
-
-struct Run {
-    status: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn run_with(args: &[&str], env: &[(&str, &str)], unset: &[&str]) -> Run {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    for k in unset {
-        cmd.env_remove(k);
-    }
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = cmd.output().expect("run mksgate");
-    Run {
-        status: status.code().expect("exit code"),
-        stdout: String::from_utf8(stdout).expect("utf8 stdout"),
-        stderr: String::from_utf8(stderr).expect("utf8 stderr"),
-    }
-}
-
-fn run(args: &[&str]) -> Run {
-    run_with(args, &[], &[KEY_ENV])
-}
-
-/// A fresh directory under the target dir for one test.
-fn scratch(name: &str) -> PathBuf {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
-        "cli-{name}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> String {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path.to_str().unwrap().to_string()
-}
-
-/// An error is exactly one line on stderr, starting with `error: `.
-fn assert_one_line_error(r: &Run, expect_status: i32, needle: &str) {
-    assert_eq!(
-        r.status, expect_status,
-        "stdout: {}\nstderr: {}",
-        r.stdout, r.stderr
-    );
-    let lines: Vec<&str> = r
-        .stderr
-        .lines()
-        .filter(|l| !l.starts_with("warning: "))
-        .collect();
-    assert_eq!(lines.len(), 1, "one error line expected: {:?}", r.stderr);
-    assert!(lines[0].starts_with("error: "), "{:?}", r.stderr);
-    assert!(
-        lines[0].contains(needle),
-        "{needle:?} not in {:?}",
-        r.stderr
-    );
-}
 
 fn keygen_json(alg: &str) -> Value {
     let r = run(&["keygen", "--alg", alg, "--kid", "2026-11", "--json"]);

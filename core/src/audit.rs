@@ -17,7 +17,7 @@ pub const DECISION_PROPERTY: &str = "mksgate_decision";
 /// a field the decision did not learn is not set (the access log shows
 /// `null`). The cluster is Envoy's own `%UPSTREAM_CLUSTER%`, the one the
 /// filter picked, and the client `%DOWNSTREAM_REMOTE_ADDRESS%`.
-pub const AUDIT_PROPERTIES: [&str; 7] = [
+pub const AUDIT_PROPERTIES: [&str; 8] = [
     "mksgate_kid",
     "mksgate_jti",
     "mksgate_host",
@@ -25,6 +25,7 @@ pub const AUDIT_PROPERTIES: [&str; 7] = [
     "mksgate_tenant",
     "mksgate_ticket_sha256",
     "mksgate_malformed_header",
+    "mksgate_key_scope",
 ];
 
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
@@ -48,6 +49,10 @@ pub struct Audit {
     /// its bytes are never logged).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub malformed_header: Option<&'static str>,
+    /// For `key_scope`: the part of the key's scope the link fell outside
+    /// of (`host` or `tenant`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_scope: Option<&'static str>,
 }
 
 impl Audit {
@@ -61,6 +66,7 @@ impl Audit {
             self.tenant.as_deref(),
             self.ticket_sha256.as_deref(),
             self.malformed_header,
+            self.key_scope,
         ];
         AUDIT_PROPERTIES
             .into_iter()

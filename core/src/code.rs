@@ -19,6 +19,9 @@ pub enum Code {
     WrongIssuer,
     BadTarget,
     HostNotAllowed,
+    /// The link verified with a scoped key, but names a host or tenant
+    /// outside that key's scope (`keys[i].scope`).
+    KeyScope,
     OriginNotAllowed,
     ClientNotAllowed,
     Replayed,
@@ -38,7 +41,7 @@ pub enum Code {
 }
 
 impl Code {
-    pub const ALL: [Code; 20] = [
+    pub const ALL: [Code; 21] = [
         Code::Admitted,
         Code::MalformedRequest,
         Code::NotWebsocket,
@@ -52,6 +55,7 @@ impl Code {
         Code::WrongIssuer,
         Code::BadTarget,
         Code::HostNotAllowed,
+        Code::KeyScope,
         Code::OriginNotAllowed,
         Code::ClientNotAllowed,
         Code::Replayed,
@@ -82,6 +86,7 @@ impl Code {
             Code::WrongIssuer => "wrong_issuer",
             Code::BadTarget => "bad_target",
             Code::HostNotAllowed => "host_not_allowed",
+            Code::KeyScope => "key_scope",
             Code::OriginNotAllowed => "origin_not_allowed",
             Code::ClientNotAllowed => "client_not_allowed",
             Code::Replayed => "replayed",
@@ -111,6 +116,7 @@ impl Code {
             | Code::WrongAudience
             | Code::WrongIssuer
             | Code::HostNotAllowed
+            | Code::KeyScope
             | Code::OriginNotAllowed
             | Code::ClientNotAllowed
             | Code::Replayed => 403,

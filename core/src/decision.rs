@@ -301,6 +301,12 @@ pub fn decide<'c>(config: &'c Config, req: &RequestFacts<'_>, now: i64) -> Decis
         return refuse(Code::HostNotAllowed, audit);
     };
     audit.cluster = Some(cluster.to_string());
+    if let Some(scope) = config.scope_of(verified.key) {
+        if let Err(part) = scope.check(&target.host, claims.tenant.as_deref()) {
+            audit.key_scope = Some(part.as_str());
+            return refuse(Code::KeyScope, audit);
+        }
+    }
 
     if let Some(code) = check_origin(config, &claims, req.origin) {
         return refuse(code, audit);

@@ -16,6 +16,7 @@ pub mod etcd;
 pub mod jws;
 pub mod replay;
 pub mod request;
+pub mod scope;
 pub mod target;
 
 pub use audit::{log_line, Audit};

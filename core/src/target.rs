@@ -114,6 +114,14 @@ pub fn valid_suffix(suffix: &str) -> bool {
         && suffix == suffix.to_ascii_lowercase()
 }
 
+/// Whether a canonical DNS name lies under `suffix` (which starts with a
+/// dot): at least one label before it, so `.tenant-a.lab` matches
+/// `esxi1.tenant-a.lab` but neither `tenant-a.lab` nor `xtenant-a.lab`.
+/// The one suffix rule, for the upstreams and for key scopes.
+pub fn name_under_suffix(name: &str, suffix: &str) -> bool {
+    name.len() > suffix.len() && name.ends_with(suffix)
+}
+
 /// A console target, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {

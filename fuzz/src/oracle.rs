@@ -620,6 +620,29 @@ pub fn check_decision(
             admission.cluster()
         ));
     }
+
+    // Key scope: a scoped key opens only its own hosts, and its own tenants.
+    if let Some(scope) = config.scope_of(verified.key) {
+        let narrowed = !scope.hosts.is_empty() || !scope.host_suffixes.is_empty();
+        let listed = scope.hosts.iter().any(|h| h.canonical() == canonical);
+        let under = !is_ip
+            && scope
+                .host_suffixes
+                .iter()
+                .any(|s| canonical.len() > s.len() && canonical.ends_with(s.as_str()));
+        if narrowed && !listed && !under {
+            return Err(format!("admitted {canonical:?} outside the key's scope"));
+        }
+        if let Some(tenants) = &scope.tenants {
+            let tenant = str_claim(&claims, "tenant")?
+                .ok_or("admitted a link without tenant under a tenant-scoped key")?;
+            if !tenants.iter().any(|t| t == tenant) {
+                return Err(format!(
+                    "admitted tenant {tenant:?} outside the key's scope"
+                ));
+            }
+        }
+    }
     let host_part = if canonical.contains(':') {
         format!("[{canonical}]")
     } else {

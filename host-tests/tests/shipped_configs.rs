@@ -33,7 +33,7 @@ const ENVOY_CONFIGS: [&str; 5] = [
     "rotation/bootstrap.yaml",
     "rotation/listeners.yaml",
 ];
-const ISTIO_FILES: [&str; 9] = [
+const ISTIO_FILES: [&str; 10] = [
     "access-log.yaml",
     "esxi-hosts.yaml",
     "etcd.yaml",
@@ -43,9 +43,14 @@ const ISTIO_FILES: [&str; 9] = [
     "hardening.yaml",
     "secret.yaml",
     "wasmplugin.yaml",
+    "wasmplugin-two-tenants.yaml",
 ];
 
-const GATEWAY_API_FILES: [&str; 2] = ["envoy-gateway.yaml", "istio.yaml"];
+const GATEWAY_API_FILES: [&str; 3] = [
+    "envoy-gateway.yaml",
+    "envoy-gateway-two-tenants.yaml",
+    "istio.yaml",
+];
 
 fn yaml(rel: &str) -> Value {
     let text = read_envoy_file(rel).unwrap();

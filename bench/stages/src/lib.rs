@@ -13,6 +13,8 @@
 //!    the rewrite and the audit (ticket hash)
 //! 3. `commit`  + the one-time-link claim in a shared-data table (the
 //!    host's store modelled in memory, with Envoy's semantics)
+//! 4. `scoped`  stage 2 with the key scoped (`scope.hosts` and
+//!    `scope.tenants`): its cost is its time minus stage 2's
 
 use mksgate_core::jws::{self, Alg, Key, Scratch};
 use mksgate_core::replay::tests_support::EnvoyLikeStore;
@@ -26,11 +28,13 @@ const KID: &str = "2026-11";
 const AUDIENCE: &str = "console.example.com";
 const ISSUER: &str = "portal.example.com";
 const ORIGIN: &str = "https://portal.example.com";
-pub const STAGES: [&str; 4] = ["facts", "verify", "decide", "commit"];
+pub const STAGES: [&str; 5] = ["facts", "verify", "decide", "commit", "scoped"];
 
 /// Links and headers as a browser sends them through the bench's config.
 pub struct Bench {
     config: Config,
+    /// The same, with the key scoped to the links' host and tenant.
+    scoped: Config,
     requests: Vec<Vec<(String, String)>>,
     store: EnvoyLikeStore,
 }
@@ -55,13 +59,17 @@ impl Bench {
                 "hosts": {HOST: "esxi_vesxi01", "vesxi02.sec.lab": "esxi_vesxi02"}
             }
         });
+        let mut scoped = config.clone();
+        scoped["keys"][0]["scope"] =
+            serde_json::json!({"hosts": [HOST], "tenants": ["tenant-x", "bench"]});
         let config = Config::parse(config.to_string().as_bytes(), &|_| None).ok()?;
+        let scoped = Config::parse(scoped.to_string().as_bytes(), &|_| None).ok()?;
         let key = Key::new(Some(KID.into()), Alg::HS256, &secret).ok()?;
         let requests = (0..n)
             .map(|i| {
                 let claims = serde_json::json!({
                     "host": HOST, "ticket": format!("b{i:031x}"), "iat": NOW, "exp": NOW + 60,
-                    "jti": format!("j{i:031x}"), "aud": AUDIENCE, "iss": ISSUER, "sub": "bench",
+                    "jti": format!("j{i:031x}"), "aud": AUDIENCE, "iss": ISSUER, "sub": "bench", "tenant": "bench",
                 });
                 let token = jws::sign(&key, claims.to_string().as_bytes());
                 [
@@ -87,6 +95,7 @@ impl Bench {
         mksgate_core::replay::init(&store).ok()?;
         Some(Bench {
             config,
+            scoped,
             requests,
             store,
         })
@@ -108,6 +117,10 @@ impl Bench {
                 }
                 2 => u32::from(matches!(
                     decide(&self.config, &facts, NOW),
+                    Decision::Admit(_)
+                )),
+                4 => u32::from(matches!(
+                    decide(&self.scoped, &facts, NOW),
                     Decision::Admit(_)
                 )),
                 _ => match decide(&self.config, &facts, NOW) {
@@ -167,6 +180,7 @@ mod tests {
         }
         assert_eq!(bench.run(3), 20);
         assert_eq!(bench.run(3), 0, "replayed");
+        assert_eq!(bench.run(4), 20, "scoped");
     }
 
     #[test]
