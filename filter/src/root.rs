@@ -24,6 +24,12 @@ pub struct Root {
 
 impl Context for Root {}
 
+/// The proxy-wasm ABI this module is built for: it exports
+/// `proxy_abi_version_0_2_1` (proxy-wasm 0.2.5), and Envoy loads a module
+/// only if it offers the ABI the module exports, so a running module is on
+/// this one. The ABI has no host call that names the versions it offers.
+pub const PROXY_WASM_ABI: &str = "0.2.1";
+
 impl RootContext for Root {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
         let Ok(Some(raw)) = abi::plugin_configuration() else {
@@ -46,13 +52,17 @@ impl RootContext for Root {
             );
             return false;
         }
+        // Once per VM, so once per worker: which build runs, on which ABI
+        // (README, "Supported versions").
         log::info!(
-            "mksgate: configured: {} key(s), {} host(s), {} suffix(es), one_time_links={}, replay_store={}",
+            "mksgate: configured: {} key(s), {} host(s), {} suffix(es), one_time_links={}, replay_store={}, version {}, abi proxy-wasm {}",
             config.keys.len(),
             config.upstreams.hosts.len(),
             config.upstreams.host_suffixes.len(),
             config.one_time_links,
-            if etcd { "etcd" } else { "local" }
+            if etcd { "etcd" } else { "local" },
+            env!("CARGO_PKG_VERSION"),
+            PROXY_WASM_ABI,
         );
         self.ready = Some(Rc::new(Ready {
             config,

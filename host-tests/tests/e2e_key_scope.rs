@@ -139,10 +139,45 @@ async fn each_tenants_key_opens_only_its_own_hosts() {
             .expect("an admitted end line");
         assert!(admitted["key_scope"].is_null(), "{admitted}");
         let one_refused = lines.iter().find(|l| is_refusal(l)).unwrap();
+        check_versions(&gw).await;
         // For the closing note: one line of each, as Envoy wrote them.
         eprintln!("access log, refused: {one_refused}");
         eprintln!("access log, admitted: {admitted}");
         gw.assert_no_leaks();
     })
     .await;
+}
+
+/// The module says which build and ABI run, once per VM (a worker's and
+/// the main thread's); and under the version matrix
+/// (scripts/test-envoy-versions.sh sets MKSGATE_EXPECT_ENVOY), the Envoy
+/// that ran is the one the matrix row names.
+async fn check_versions(gw: &Gateway) {
+    let line = format!(
+        "version {}, abi proxy-wasm 0.2.1",
+        env!("CARGO_PKG_VERSION")
+    );
+    let log = gw.envoy_log();
+    assert!(
+        log.lines()
+            .filter(|l| l.contains("mksgate: configured:") && l.contains(&line))
+            .count()
+            >= 1,
+        "no configure line with {line:?}"
+    );
+    let info = gw
+        .envoy
+        .admin_get("/server_info")
+        .await
+        .unwrap()
+        .body_text();
+    let info: Value = serde_json::from_str(&info).unwrap();
+    let running = info["version"].as_str().unwrap_or_default().to_string();
+    eprintln!("envoy: {running}");
+    if let Ok(want) = std::env::var("MKSGATE_EXPECT_ENVOY") {
+        assert!(
+            running.contains(&format!("/{want}/")),
+            "{running} is not Envoy {want}"
+        );
+    }
 }
