@@ -46,6 +46,17 @@ pub fn run(args: &Args) -> Outcome<ExitCode> {
                 eprintln!("error: {file}: {}{field}: {reason}", at(&item.label));
             }
             Ok((json, vm)) => match load::parse(json, vm, mode) {
+                Ok(parsed) if unknown_cluster(&parsed, item.clusters.as_deref()).is_some() => {
+                    errors += 1;
+                    if let Some((field, cluster)) =
+                        unknown_cluster(&parsed, item.clusters.as_deref())
+                    {
+                        eprintln!(
+                            "error: {file}: {}{field}: cluster {cluster} is not defined in this file's static_resources.clusters (a typo routes every console to 503)",
+                            at(&item.label)
+                        );
+                    }
+                }
                 Ok(parsed) => {
                     for line in describe(&parsed, json) {
                         crate::outln!("ok: {file}: {}{line}", at(&item.label));
@@ -73,6 +84,29 @@ pub fn run(args: &Args) -> Outcome<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The first upstream whose cluster the file does not define, when the
+/// file defines clusters: (its field, the cluster name).
+fn unknown_cluster(parsed: &Parsed, clusters: Option<&[String]>) -> Option<(String, String)> {
+    let clusters = clusters?;
+    let up = &parsed.config.upstreams;
+    let mut hosts: Vec<(&String, &String)> = up.hosts.iter().collect();
+    hosts.sort();
+    let named = hosts
+        .into_iter()
+        .map(|(h, c)| (format!("upstreams.hosts.\"{h}\""), c))
+        .chain(
+            up.host_suffixes
+                .iter()
+                .map(|(s, c)| (format!("upstreams.host_suffixes.\"{s}\""), c)),
+        );
+    for (field, cluster) in named {
+        if !clusters.iter().any(|c| c == cluster) {
+            return Some((field, cluster.clone()));
+        }
+    }
+    None
 }
 
 /// What is valid but weakens the configuration.

@@ -15,14 +15,17 @@ use std::process::ExitCode;
 
 /// Write Envoy clusters and the plugin's `upstreams` from a host inventory.
 ///
-/// One STATIC cluster per ESXi host (TLS with SNI, and a certificate pin
-/// and/or CA), and the plugin configuration's `upstreams` map. Both go to
+/// One cluster per ESXi host (TLS with SNI, and a certificate pin and/or
+/// CA): STATIC for an IP address, STRICT_DNS for a DNS name (Envoy
+/// resolves it and follows its changes); and the plugin configuration's
+/// `upstreams` map. Both go to
 /// stdout as two YAML documents unless written to files.
 ///
 /// The inventory is a YAML list of hosts:
 ///
 ///   - name: vesxi01.sec.lab            # host name in vSphere's WebMKS URL
-///     address: 10.0.0.11               # IP address (STATIC cluster)
+///     address: 10.0.0.11               # IP address (STATIC cluster), or a
+///                                      # DNS name (STRICT_DNS); default: name
 ///     port: 443                        # optional
 ///     sha256: "AB:CD:..."              # certificate pin, colons optional
 ///     trusted_ca: /etc/mksgate/ca.pem  # and/or a CA bundle
@@ -55,7 +58,8 @@ pub struct Args {
 #[serde(deny_unknown_fields)]
 struct Entry {
     name: String,
-    address: String,
+    #[serde(default)]
+    address: Option<String>,
     #[serde(default)]
     port: Option<u32>,
     /// Kept as a YAML value: an unquoted pin of digits only reads as a
@@ -66,10 +70,26 @@ struct Entry {
     trusted_ca: Option<String>,
 }
 
+/// Where a cluster connects: an IP (STATIC) or a name Envoy resolves
+/// (STRICT_DNS).
+enum Address {
+    Ip(IpAddr),
+    Name(String),
+}
+
+impl std::fmt::Display for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Address::Ip(ip) => write!(f, "{ip}"),
+            Address::Name(name) => f.write_str(name),
+        }
+    }
+}
+
 /// One host, checked.
 struct Upstream {
     host: Host,
-    address: IpAddr,
+    address: Address,
     port: u16,
     pin: Option<String>,
     trusted_ca: Option<String>,
@@ -161,14 +181,21 @@ fn read_inventory(
         if !seen_hosts.insert(canonical.clone()) {
             return Err(format!("{at}: name: {canonical} is listed twice"));
         }
-        let address: IpAddr = entry
-            .address
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse()
-            .map_err(|_| {
-                format!("{at}: address: must be an IP address (a STATIC cluster does not resolve names)")
-            })?;
+        let address = match entry.address.as_deref() {
+            None => match &host {
+                Host::Ip(ip) => Address::Ip(*ip),
+                Host::Name(name) => Address::Name(name.clone()),
+            },
+            Some(text) => match target::parse_host(text) {
+                Some(Host::Ip(ip)) => Address::Ip(ip),
+                Some(Host::Name(name)) => Address::Name(name),
+                None => {
+                    return Err(format!(
+                    "{at}: address: must be an IP address or a DNS name (no port, no trailing dot)"
+                ))
+                }
+            },
+        };
         let port = match entry.port {
             None => 443,
             Some(p) => u16::try_from(p)
@@ -253,8 +280,9 @@ fn clusters_yaml(upstreams: &[Upstream], source: &str) -> String {
         source.escape_debug()
     );
     y.push_str(
-        "# One STATIC cluster per ESXi host. SNI is the host's name, as the browser\n\
-         # would send it; the certificate is checked against its SHA-256 pin and/or\n\
+        "# One cluster per ESXi host (STATIC for an IP address, STRICT_DNS for a\n\
+         # name). SNI is the host's name, as the browser would send it; the\n\
+         # certificate is checked against its SHA-256 pin and/or\n\
          # the CA in trusted_ca (with only a CA, the host's name must also be in the\n\
          # certificate's SAN). Put these under static_resources, in place of the\n\
          # example clusters of envoy/static-clusters.yaml.\n\
@@ -263,7 +291,13 @@ fn clusters_yaml(upstreams: &[Upstream], source: &str) -> String {
     for u in upstreams {
         let name = yaml_scalar(&u.cluster);
         let _ = writeln!(y, "- name: {name}");
-        y.push_str("  type: STATIC\n  connect_timeout: 5s\n  load_assignment:\n");
+        match &u.address {
+            Address::Ip(_) => y.push_str("  type: STATIC\n"),
+            Address::Name(_) => {
+                y.push_str("  type: STRICT_DNS\n  dns_lookup_family: V4_PREFERRED\n")
+            }
+        }
+        y.push_str("  connect_timeout: 5s\n  load_assignment:\n");
         let _ = writeln!(y, "    cluster_name: {name}");
         y.push_str("    endpoints:\n    - lb_endpoints:\n      - endpoint:\n          address:\n");
         let _ = writeln!(
@@ -358,12 +392,28 @@ mod tests {
         let unverified = "- {name: a.lab, address: 10.0.0.1}\n";
         assert!(read_inventory(unverified, "e_", false).is_err());
         assert!(read_inventory(unverified, "e_", true).is_ok());
-        assert!(read_inventory(
-            "- {name: a.lab, address: esx.lab, trusted_ca: /x}",
+        // A DNS name is resolved by Envoy (STRICT_DNS); an address with a
+        // port or garbage is refused.
+        let named = read_inventory(
+            "- {name: a.lab, address: esx.lab, trusted_ca: /x}\n- {name: b.lab, trusted_ca: /x}\n",
             "e_",
-            false
+            false,
         )
-        .is_err());
+        .unwrap();
+        let yaml = clusters_yaml(&named, "inv");
+        assert_eq!(yaml.matches("type: STRICT_DNS").count(), 2, "{yaml}");
+        assert!(
+            yaml.contains("address: esx.lab") && yaml.contains("address: b.lab"),
+            "{yaml}"
+        );
+        for bad in ["esx.lab:443", "esx lab", "10.0.0.1:443"] {
+            let inv = format!("- {{name: a.lab, address: '{bad}', trusted_ca: /x}}");
+            let err = read_inventory(&inv, "e_", false).err().unwrap();
+            assert!(
+                err.contains("address: must be an IP address or a DNS name"),
+                "{err}"
+            );
+        }
         assert!(read_inventory(
             "- {name: a.lab, address: 10.0.0.1, trusted_ca: /x, bogus: 1}",
             "e_",

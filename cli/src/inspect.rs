@@ -111,7 +111,10 @@ pub fn run(args: &Args) -> Outcome<ExitCode> {
     if let Some(token) = &token {
         let (header, claims) = show_token(token, args.show_ticket);
         if header.is_none() && config.is_none() && !args.key.given() {
-            return Err(fail("not a JWS: expected three base64url parts of JSON"));
+            // The filter would refuse it (malformed_token): exit 3, as for
+            // any other link it refuses, with the reason on stderr.
+            eprintln!("error: not a JWS: expected three base64url parts of JSON (the filter refuses it: malformed_token)");
+            return Ok(ExitCode::from(EXIT_REFUSED));
         }
         if let Some(claims) = &claims {
             print_times(claims, now);

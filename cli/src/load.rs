@@ -41,6 +41,11 @@ pub struct Found {
     /// The configuration as the filter would receive it, or why it cannot
     /// be extracted (a field path and a reason).
     pub body: Result<(String, VmEnv), (String, String)>,
+    /// The clusters the same document defines (`static_resources.clusters`
+    /// of an Envoy bootstrap), to check the plugin's cluster names against;
+    /// `None` where the file does not hold them (a listener file, Istio,
+    /// Envoy Gateway, bare plugin JSON).
+    pub clusters: Option<Vec<String>>,
 }
 
 /// Reads `path` and lists every plugin configuration in it.
@@ -53,6 +58,7 @@ pub fn find(path: &Path) -> Outcome<Vec<Found>> {
             return Ok(vec![Found {
                 label: String::new(),
                 body: Ok((text, VmEnv::Process)),
+                clusters: None,
             }]);
         }
         let found = classify(&doc, "");
@@ -87,6 +93,7 @@ pub fn find(path: &Path) -> Outcome<Vec<Found>> {
             found.push(Found {
                 label: prefix.trim_end_matches(": ").to_string(),
                 body: Ok((doc.to_string(), VmEnv::Process)),
+                clusters: None,
             });
         } else {
             found.extend(classify(doc, &prefix));
@@ -117,11 +124,26 @@ fn is_plugin_config(doc: &Value) -> bool {
 }
 
 fn classify(doc: &Value, prefix: &str) -> Vec<Found> {
-    if doc.get("kind").and_then(Value::as_str) == Some("WasmPlugin") {
-        return vec![istio(doc, prefix)];
+    match doc.get("kind").and_then(Value::as_str) {
+        Some("WasmPlugin") => return vec![istio(doc, prefix)],
+        Some("EnvoyExtensionPolicy") => return envoy_gateway(doc, prefix),
+        _ => {}
     }
     let mut found = Vec::new();
     walk_envoy(doc, String::new(), prefix, &mut found);
+    let clusters = doc
+        .get("static_resources")
+        .and_then(|r| r.get("clusters"))
+        .and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .filter_map(|c| c.get("name").and_then(Value::as_str))
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        });
+    for f in &mut found {
+        f.clusters.clone_from(&clusters);
+    }
     found
 }
 
@@ -173,7 +195,78 @@ fn istio(doc: &Value, prefix: &str) -> Found {
             "must be an object (the plugin configuration as YAML)".into(),
         )),
     };
-    Found { label, body }
+    Found {
+        label,
+        body,
+        clusters: None,
+    }
+}
+
+/// Envoy Gateway's `EnvoyExtensionPolicy`: each `spec.wasm[i].config` is a
+/// plugin configuration, and `spec.wasm[i].env.hostKeys` the variables the
+/// VM gets from the proxy's environment (Envoy's `host_env_keys`).
+fn envoy_gateway(doc: &Value, prefix: &str) -> Vec<Found> {
+    let meta = doc.get("metadata");
+    let name = meta
+        .and_then(|m| m.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or("(unnamed)");
+    let policy = match meta
+        .and_then(|m| m.get("namespace"))
+        .and_then(Value::as_str)
+    {
+        Some(ns) => format!("{prefix}EnvoyExtensionPolicy {ns}/{name}"),
+        None => format!("{prefix}EnvoyExtensionPolicy {name}"),
+    };
+    let Some(wasm) = doc
+        .get("spec")
+        .and_then(|s| s.get("wasm"))
+        .and_then(Value::as_array)
+    else {
+        return Vec::new();
+    };
+    wasm.iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            let label = match entry.get("name").and_then(Value::as_str) {
+                Some(n) => format!("{policy} spec.wasm[{i}] ({n})"),
+                None => format!("{policy} spec.wasm[{i}]"),
+            };
+            let host_env_keys = entry
+                .get("env")
+                .and_then(|e| e.get("hostKeys"))
+                .and_then(Value::as_array)
+                .map(|keys| {
+                    keys.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default();
+            let body = match entry.get("config") {
+                Some(Value::Object(cfg)) => Ok((
+                    Value::Object(cfg.clone()).to_string(),
+                    VmEnv::Envoy {
+                        host_env_keys,
+                        key_values: BTreeMap::new(),
+                    },
+                )),
+                None => Err((
+                    format!("spec.wasm[{i}].config"),
+                    "is missing (the plugin configuration goes there)".into(),
+                )),
+                Some(_) => Err((
+                    format!("spec.wasm[{i}].config"),
+                    "must be an object (the plugin configuration as YAML)".into(),
+                )),
+            };
+            Found {
+                label,
+                body,
+                clusters: None,
+            }
+        })
+        .collect()
 }
 
 fn type_is(value: &Value, type_name: &str) -> bool {
@@ -271,7 +364,11 @@ fn envoy_wasm(wasm: &Map<String, Value>, path: &str, prefix: &str) -> Found {
             "must be a google.protobuf.StringValue whose value is the plugin JSON".into(),
         )),
     };
-    Found { label, body }
+    Found {
+        label,
+        body,
+        clusters: None,
+    }
 }
 
 fn yaml_to_json(value: serde_yaml_ng::Value) -> Result<Value, String> {

@@ -374,7 +374,9 @@ fn tampered_token_is_refused_with_bad_signature() {
     assert!(r.stdout.contains("\"host\": \"10.0.0.12\""), "{}", r.stdout);
     assert!(r.stdout.contains("<ticket sha256:"), "{}", r.stdout);
     // A signature that is not even base64url JSON parts.
-    assert_one_line_error(&run(&["inspect", "not-a-token"]), 1, "not a JWS");
+    // Garbage is a link the filter refuses (malformed_token): exit 3, as
+    // cli/README.md says for every refusal.
+    assert_one_line_error(&run(&["inspect", "not-a-token"]), 3, "not a JWS");
 }
 
 #[test]
@@ -897,7 +899,7 @@ fn envoy_config_refuses_bad_inventories() {
     let cases: Vec<(String, &str)> = vec![
         (format!("- {{name: a.lab, address: 10.0.0.1, sha256: '{pin}'}}\n- {{name: A.LAB, address: 10.0.0.2, sha256: '{pin}'}}\n"), "[1] (A.LAB): name: a.lab is listed twice"),
         (format!("- {{name: a_b.lab, address: 10.0.0.1, sha256: '{pin}'}}\n"), "[0] (a_b.lab): name:"),
-        (format!("- {{name: a.lab, address: esx.lab, sha256: '{pin}'}}\n"), "address: must be an IP address"),
+        (format!("- {{name: a.lab, address: 'esx.lab:443', sha256: '{pin}'}}\n"), "address: must be an IP address or a DNS name"),
         (format!("- {{name: a.lab, address: 10.0.0.1, port: 0, sha256: '{pin}'}}\n"), "port: must be 1 to 65535"),
         ("- {name: a.lab, address: 10.0.0.1, sha256: 'abc'}\n".into(), "sha256: must be 64 hex digits"),
         (format!("- {{name: a.lab, address: 10.0.0.1, sha256: {pin}}}\n"), "sha256: must be a string"),
