@@ -24,8 +24,7 @@ use std::process::ExitCode;
 /// The inventory is a YAML list of hosts:
 ///
 ///   - name: vesxi01.sec.lab            # host name in vSphere's WebMKS URL
-///     address: 10.0.0.11               # IP address (STATIC cluster), or a
-///                                      # DNS name (STRICT_DNS); default: name
+///     address: 10.0.0.11               # IP (STATIC) or DNS name (STRICT_DNS)
 ///     port: 443                        # optional
 ///     sha256: "AB:CD:..."              # certificate pin, colons optional
 ///     trusted_ca: /etc/mksgate/ca.pem  # and/or a CA bundle
