@@ -139,12 +139,27 @@ pub fn envoy_config(
         .map(route)
         .collect::<Result<_>>()?;
 
+    // An EnvoyFilter patch applies to the filter chains its match selects;
+    // the kit's select the console's chain by SNI (istiod gives each
+    // Gateway server its chain, matching the server's hosts), so a patch
+    // for any other name would not reach the console at all.
+    let sni_hosts = server["hosts"].as_array().context("Gateway server hosts")?;
+    let check_scope = |patch: &Value, file: &str| -> Result<()> {
+        let sni = &patch["match"]["listener"]["filterChain"]["sni"];
+        if !sni_hosts.contains(sni) {
+            return Err(anyhow!(
+                "{file}: a patch matches filterChain.sni {sni}, not the Gateway server's hosts {sni_hosts:?}"
+            ));
+        }
+        Ok(())
+    };
     // EnvoyFilter: each INSERT_FIRST goes in front of what is there.
     let mut filters: Vec<Value> = Vec::new();
     for patch in limits["configPatches"]
         .as_array()
         .context("configPatches")?
     {
+        check_scope(patch, "handshake-limits.yaml")?;
         filters.insert(0, patch["patch"]["value"].clone());
     }
     let mut config = plugin["pluginConfig"].clone();
@@ -285,6 +300,7 @@ pub fn envoy_config(
         .as_array()
         .context("hardening configPatches")?
     {
+        check_scope(patch, "hardening.yaml")?;
         if patch["applyTo"] != "NETWORK_FILTER" || patch["patch"]["operation"] != "MERGE" {
             return Err(anyhow!(
                 "hardening.yaml: only NETWORK_FILTER MERGE is modelled"
