@@ -4,7 +4,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 MODULE := target/mksgate/mksgate_filter.wasm
 
-.PHONY: help setup build test lint test-native test-wasm test-envoy-oldest test-envoy-versions demo fuzz bench bench-calls bench-stages clean
+.PHONY: help setup build test lint test-native test-wasm test-envoy-oldest test-envoy-versions demo fuzz bench bench-calls bench-stages release clean
 
 help:
 	@echo "make demo   - build, start ESXi stand-ins + Envoy on localhost, print a signed console link"
@@ -14,6 +14,7 @@ help:
 	@echo "make bench  - the benchmark against HAProxy and plain Envoy (writes BENCHMARKS.md)"
 	@echo "make bench-calls - what each kind of host call mksgate makes costs Envoy (about 4 minutes)"
 	@echo "make bench-stages - mksgate's own decision, stage by stage, timed in V8 (under a minute)"
+	@echo "make release - the module, the OCI image and the CLI of this version, checked against each other (target/release-VERSION)"
 	@echo "make test-envoy-versions - the core end-to-end suite on every Envoy 1.36-1.40 on PyPI (about 30 minutes)"
 
 setup:
@@ -62,6 +63,9 @@ bench-calls: build
 
 bench-stages: setup
 	scripts/bench-stages.sh
+
+release:
+	scripts/release.sh
 
 clean:
 	cargo clean
