@@ -107,6 +107,28 @@ fn client_timeouts_are_the_envoy_kits_in_envoy_gateways_names() {
     }
 }
 
+/// The route side: BackendTrafficPolicy's request timeout bounds the wait
+/// for ESXi's 101 as the Envoy kit's route `timeout` does.
+#[test]
+fn backend_timeout_is_the_envoy_kits_route_timeout() {
+    let btp = docs("gateway-api/envoy-gateway.yaml")
+        .into_iter()
+        .find(|d| d["kind"] == "BackendTrafficPolicy")
+        .unwrap();
+    let http = &btp["spec"]["timeout"]["http"];
+    let known = api_fields("HTTPTimeout");
+    for field in http.as_object().unwrap().keys() {
+        assert!(
+            known.contains(field),
+            "timeout.http.{field} is not an Envoy Gateway field"
+        );
+    }
+    let hcm = envoy_hcm();
+    let route = &hcm["route_config"]["virtual_hosts"][0]["routes"][0]["route"];
+    assert_eq!(http["requestTimeout"], route["timeout"]);
+    assert_eq!(http["requestTimeout"], "15s");
+}
+
 #[test]
 fn the_kit_says_how_to_enable_backends() {
     let text = read_envoy_file("gateway-api/envoy-gateway.yaml").unwrap();
