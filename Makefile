@@ -4,7 +4,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 MODULE := target/mksgate/mksgate_filter.wasm
 
-.PHONY: help setup build test lint test-native test-wasm test-envoy-oldest test-envoy-versions demo fuzz bench bench-calls bench-stages release clean
+.PHONY: help setup build test lint test-native test-wasm test-envoy-oldest test-envoy-versions test-observability demo fuzz bench bench-calls bench-stages release clean
 
 help:
 	@echo "make demo   - build, start ESXi stand-ins + Envoy on localhost, print a signed console link"
@@ -44,7 +44,15 @@ test-envoy-oldest: build
 test-envoy-versions: build
 	scripts/test-envoy-versions.sh
 
-test: lint test-native test-wasm test-envoy-oldest
+# The operations kit: the rules parse, each alert fires on what should fire
+# it and not otherwise, the scrape config and the dashboard load.
+test-observability: setup
+	promtool check rules deploy/observability/mksgate-rules.yaml
+	cd deploy/observability && promtool test rules mksgate-rules.test.yaml
+	promtool check config deploy/observability/scrape.yaml
+	python3 -c 'import json,sys; d=json.load(open("deploy/observability/grafana-dashboard.json")); assert d["panels"], "no panels"'
+
+test: lint test-observability test-native test-wasm test-envoy-oldest
 	@echo "make test: all suites passed"
 
 demo: build

@@ -89,3 +89,13 @@ if ! command -v skopeo >/dev/null 2>&1; then
   apt_install skopeo ||
     echo "setup: WARNING: no skopeo; host-tests/tests/oci_image.rs will fail" >&2
 fi
+
+# Prometheus (server and promtool, Debian): make test checks the shipped
+# rules with promtool and runs a real Prometheus against real Envoy
+# (host-tests/tests/e2e_observability.rs). The package's service is not
+# used: the tests start their own server on loopback.
+if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
+  echo "setup: installing prometheus (Debian)"
+  apt_install prometheus ||
+    echo "setup: WARNING: no prometheus; host-tests/tests/e2e_observability.rs will fail" >&2
+fi

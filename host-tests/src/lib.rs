@@ -29,6 +29,7 @@ pub mod gateway;
 pub mod hostile;
 pub mod io;
 pub mod istio_shape;
+pub mod prometheus;
 pub mod run;
 pub mod shipped;
 pub mod standin;

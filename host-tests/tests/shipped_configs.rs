@@ -197,6 +197,10 @@ fn fleet_is_static_clusters_but_for_the_etcd_store() {
     wasm_filter_mut(&mut static_listener)["config"]["configuration"]["value"] = Value::Null;
     assert_eq!(listener, static_listener);
     fleet["static_resources"]["listeners"][0] = Value::Null;
+    // The store's counters get their outcome as a label, like the codes.
+    let tags = fleet["stats_config"]["stats_tags"].as_array_mut().unwrap();
+    let outcome = tags.pop().unwrap();
+    assert_eq!(outcome["tag_name"], "outcome", "{outcome}");
     let mut stat = stat;
     stat["static_resources"]["listeners"][0] = Value::Null;
     assert_eq!(
