@@ -33,33 +33,7 @@ cli_version=$("$CLI" --version)
 ENVOY="$(envoy_version_dir "$ENVOY_NEWEST")/envoy/_bin/envoy"
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
-cat >"$WORK/probe.yaml" <<YAML
-static_resources:
-  listeners:
-  - name: probe
-    address: { socket_address: { address: 127.0.0.1, port_value: 0 } }
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: probe
-          route_config: { virtual_hosts: [{ name: all, domains: ["*"], routes: [{ match: { prefix: "/" }, direct_response: { status: 200 } }] }] }
-          http_filters:
-          - name: envoy.filters.http.wasm
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
-              config:
-                root_id: mksgate
-                vm_config:
-                  runtime: envoy.wasm.runtime.v8
-                  code: { local: { filename: "$ROOT/$MODULE" } }
-                configuration:
-                  "@type": type.googleapis.com/google.protobuf.StringValue
-                  value: '{"keys":[{"alg":"HS256","secret_base64url":"cmVsZWFzZS1yZWxlYXNlLXJlbGVhc2UtcmVsZWFzZS0wMTI"}],"upstreams":{"hosts":{"esxi.lab":"esxi"}}}'
-          - name: envoy.filters.http.router
-            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
-YAML
+write_wasm_probe "$WORK/probe.yaml" "$ROOT/$MODULE"
 "$ENVOY" --mode validate -c "$WORK/probe.yaml" --log-level info >"$WORK/probe.log" 2>&1 || true
 grep -q "mksgate: configured: .*version $VERSION, abi" "$WORK/probe.log" ||
   { tail -5 "$WORK/probe.log" >&2; fail "the module did not say version $VERSION when Envoy loaded it"; }

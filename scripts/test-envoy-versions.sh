@@ -40,33 +40,7 @@ cargo test --quiet -p mksgate-host-tests --no-run $(printf -- '--test %s ' "${su
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 # The probe: the shipped module with a minimal valid plugin configuration.
-cat >"$WORK/probe.yaml" <<YAML
-static_resources:
-  listeners:
-  - name: probe
-    address: { socket_address: { address: 127.0.0.1, port_value: 0 } }
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: probe
-          route_config: { virtual_hosts: [{ name: all, domains: ["*"], routes: [{ match: { prefix: "/" }, direct_response: { status: 200 } }] }] }
-          http_filters:
-          - name: envoy.filters.http.wasm
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
-              config:
-                root_id: mksgate
-                vm_config:
-                  runtime: envoy.wasm.runtime.v8
-                  code: { local: { filename: "$MODULE" } }
-                configuration:
-                  "@type": type.googleapis.com/google.protobuf.StringValue
-                  value: '{"keys":[{"alg":"HS256","secret_base64url":"cHJvYmUtcHJvYmUtcHJvYmUtcHJvYmUtcHJvYmUtcHJvYmU"}],"upstreams":{"hosts":{"esxi.lab":"esxi"}}}'
-          - name: envoy.filters.http.router
-            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
-YAML
+write_wasm_probe "$WORK/probe.yaml" "$MODULE"
 
 mkdir -p target
 TABLE="$ROOT/target/envoy-matrix.md"

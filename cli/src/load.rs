@@ -232,17 +232,7 @@ fn envoy_gateway(doc: &Value, prefix: &str) -> Vec<Found> {
                 Some(n) => format!("{policy} spec.wasm[{i}] ({n})"),
                 None => format!("{policy} spec.wasm[{i}]"),
             };
-            let host_env_keys = entry
-                .get("env")
-                .and_then(|e| e.get("hostKeys"))
-                .and_then(Value::as_array)
-                .map(|keys| {
-                    keys.iter()
-                        .filter_map(Value::as_str)
-                        .map(str::to_string)
-                        .collect()
-                })
-                .unwrap_or_default();
+            let host_env_keys = strings(entry.get("env").and_then(|e| e.get("hostKeys")));
             let body = match entry.get("config") {
                 Some(Value::Object(cfg)) => Ok((
                     Value::Object(cfg.clone()).to_string(),
@@ -267,6 +257,20 @@ fn envoy_gateway(doc: &Value, prefix: &str) -> Vec<Found> {
             }
         })
         .collect()
+}
+
+/// A JSON array's strings (other items skipped); empty when absent.
+fn strings(value: Option<&Value>) -> Vec<String> {
+    value
+        .and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn type_is(value: &Value, type_name: &str) -> bool {
@@ -325,16 +329,7 @@ fn envoy_wasm(wasm: &Map<String, Value>, path: &str, prefix: &str) -> Found {
     let env_vars = config
         .and_then(|c| c.get("vm_config"))
         .and_then(|v| v.get("environment_variables"));
-    let host_env_keys = env_vars
-        .and_then(|e| e.get("host_env_keys"))
-        .and_then(Value::as_array)
-        .map(|keys| {
-            keys.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
+    let host_env_keys = strings(env_vars.and_then(|e| e.get("host_env_keys")));
     let key_values = env_vars
         .and_then(|e| e.get("key_values"))
         .and_then(Value::as_object)

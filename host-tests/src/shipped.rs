@@ -69,6 +69,17 @@ fn common(text: &str) -> Result<String> {
 }
 
 /// `envoy/static-clusters.yaml` with its two ESXi hosts at `esxi`.
+/// Every document of a shipped multi-document YAML file (`envoy/<rel>`), as
+/// JSON values; empty documents left out.
+pub fn yaml_docs(rel: &str) -> Result<Vec<serde_json::Value>> {
+    use serde::Deserialize;
+    let text = read_envoy_file(rel)?;
+    serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|d| serde_json::Value::deserialize(d).map_err(|e| anyhow::anyhow!("envoy/{rel}: {e}")))
+        .filter(|v| !matches!(v, Ok(serde_json::Value::Null)))
+        .collect()
+}
+
 pub fn static_clusters(esxi: &[Upstream; 2]) -> Result<String> {
     static_clusters_from(&read_envoy_file("static-clusters.yaml")?, esxi)
 }

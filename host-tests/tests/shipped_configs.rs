@@ -58,12 +58,7 @@ fn yaml(rel: &str) -> Value {
 }
 
 fn yaml_docs(rel: &str) -> Vec<Value> {
-    use serde::Deserialize;
-    let text = read_envoy_file(rel).unwrap();
-    serde_yaml_ng::Deserializer::from_str(&text)
-        .map(|d| Value::deserialize(d).unwrap_or_else(|e| panic!("envoy/{rel}: {e}")))
-        .filter(|v| !v.is_null())
-        .collect()
+    shipped::yaml_docs(rel).unwrap()
 }
 
 /// `/etc/mksgate` with what the shipped configs point at; removed on drop.

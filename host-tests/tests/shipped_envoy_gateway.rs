@@ -13,12 +13,7 @@ use mksgate_testkit::template::read_envoy_file;
 use serde_json::Value;
 
 fn docs(rel: &str) -> Vec<Value> {
-    use serde::Deserialize;
-    let text = read_envoy_file(rel).unwrap();
-    serde_yaml_ng::Deserializer::from_str(&text)
-        .map(|d| Value::deserialize(d).unwrap())
-        .filter(|v| !v.is_null())
-        .collect()
+    mksgate_host_tests::shipped::yaml_docs(rel).unwrap()
 }
 
 /// The fields an Envoy Gateway API type declares (its `.d.ts`).

@@ -10,16 +10,10 @@
 
 use mksgate_core::jws::encode_secret;
 use mksgate_core::Config;
-use mksgate_testkit::template::read_envoy_file;
 use serde_json::Value;
 
 fn docs(rel: &str) -> Vec<Value> {
-    use serde::Deserialize;
-    let text = read_envoy_file(rel).unwrap();
-    serde_yaml_ng::Deserializer::from_str(&text)
-        .map(|d| Value::deserialize(d).unwrap_or_else(|e| panic!("envoy/{rel}: {e}")))
-        .filter(|v| !v.is_null())
-        .collect()
+    mksgate_host_tests::shipped::yaml_docs(rel).unwrap()
 }
 
 fn by_kind(rel: &str, kind: &str) -> Value {

@@ -39,3 +39,37 @@ envoy_version_dir() {
     echo "$ROOT/.tools/envoy-versions/$1"
   fi
 }
+
+# write_wasm_probe FILE MODULE: a minimal bootstrap whose one listener runs
+# MODULE (the mksgate module) with a valid plugin configuration, for
+# `envoy --mode validate`, which loads the module and runs its
+# on_configure (each VM logs its configure line).
+write_wasm_probe() {
+  cat >"$1" <<YAML
+static_resources:
+  listeners:
+  - name: probe
+    address: { socket_address: { address: 127.0.0.1, port_value: 0 } }
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: probe
+          route_config: { virtual_hosts: [{ name: all, domains: ["*"], routes: [{ match: { prefix: "/" }, direct_response: { status: 200 } }] }] }
+          http_filters:
+          - name: envoy.filters.http.wasm
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                root_id: mksgate
+                vm_config:
+                  runtime: envoy.wasm.runtime.v8
+                  code: { local: { filename: "$2" } }
+                configuration:
+                  "@type": type.googleapis.com/google.protobuf.StringValue
+                  value: '{"keys":[{"alg":"HS256","secret_base64url":"cHJvYmUtcHJvYmUtcHJvYmUtcHJvYmUtcHJvYmUtcHJvYmU"}],"upstreams":{"hosts":{"esxi.lab":"esxi"}}}'
+          - name: envoy.filters.http.router
+            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
+YAML
+}
