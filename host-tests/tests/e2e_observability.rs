@@ -347,3 +347,34 @@ async fn alerts_fire_in_their_phase_and_the_dashboard_has_data() {
     })
     .await;
 }
+
+/// Istio keeps only the stats its inclusion list names: the gateway patch
+/// must add every prefix the rules read that Istio's required list
+/// (istio/istio pkg/bootstrap/config.go: cluster_manager, listener_manager,
+/// server, cluster.xds-grpc, wasm) does not already cover.
+#[test]
+fn the_istio_kit_exports_every_stat_the_rules_read() {
+    let patch = shipped::yaml_docs("istio/gateway-env-patch.yaml").unwrap();
+    let config = patch[0]["spec"]["template"]["metadata"]["annotations"]["proxy.istio.io/config"]
+        .as_str()
+        .expect("the proxy.istio.io/config annotation");
+    let config: Value = serde_yaml_ng::from_str(config).unwrap();
+    let prefixes: Vec<&str> = config["proxyStatsMatcher"]["inclusionPrefixes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    // The Envoy stat names behind the rules' Prometheus names.
+    for stat in [
+        "wasmcustom.mksgate.decision.admitted",
+        "wasmcustom.mksgate.replay_store.timeout",
+        "console_handshakes.http_local_rate_limit.rate_limited",
+        "console_client_handshakes.http_local_rate_limit.rate_limited",
+    ] {
+        assert!(
+            prefixes.iter().any(|p| stat.starts_with(p)),
+            "{stat} is not exported by the Istio kit: {prefixes:?}"
+        );
+    }
+}
