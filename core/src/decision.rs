@@ -9,6 +9,7 @@ use crate::claims::{self, Claims};
 use crate::code::Code;
 use crate::config::Config;
 use crate::jws::{self, Scratch, TokenError, MAX_TOKEN_LEN};
+pub use crate::one_time::{OneTime, Outcome};
 use crate::replay::SharedStore;
 use crate::request::{token_param, HeaderValue, RequestFacts, TokenParam};
 use crate::target::{self, Host, Target};
@@ -178,8 +179,7 @@ impl Pending {
     /// The store's answer decides: recorded now admits; recorded before is
     /// `replayed`; anything else is `replay_unavailable`, never an
     /// admission.
-    pub fn settle(self, outcome: crate::etcd::Outcome) -> Commit<'static> {
-        use crate::etcd::Outcome;
+    pub fn settle(self, outcome: Outcome) -> Commit<'static> {
         let code = match outcome {
             Outcome::Recorded => {
                 return Commit::Apply(Rewrite {
@@ -205,13 +205,6 @@ impl Pending {
 pub enum Commit<'c> {
     Apply(Rewrite<'c>),
     Refuse(Refusal),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OneTime {
-    pub jti: String,
-    /// Until when the `jti` must be remembered: `exp` + clock skew.
-    pub remember_until: i64,
 }
 
 impl Decision<'_> {

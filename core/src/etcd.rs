@@ -11,7 +11,8 @@
 //! etcd deletes them when it expires; a record's lease never expires before
 //! its link's `exp + clock_skew_seconds`.
 
-use crate::decision::OneTime;
+use crate::one_time::OneTime;
+pub use crate::one_time::{Failure, Outcome};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde_json::Value;
@@ -162,45 +163,6 @@ pub enum Answer<'a> {
 pub enum Step {
     Send(Call),
     Done(Outcome),
-}
-
-/// How a claim ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Not recorded before: recorded now. Admit.
-    Recorded,
-    /// Recorded before: the link was used. `403 replayed`.
-    Replayed,
-    /// Anything else. `503 replay_unavailable`, never admitted.
-    Unavailable(Failure),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failure {
-    /// No answer within `timeout_ms`.
-    Timeout,
-    /// An answer that is not the expected one: an etcd error (no leader,
-    /// a lease problem), an HTTP error, an unparseable body, a reset.
-    Error,
-}
-
-impl Outcome {
-    /// The counter name's last part: `mksgate.replay_store.<this>`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Recorded => "recorded",
-            Outcome::Replayed => "replayed",
-            Outcome::Unavailable(Failure::Timeout) => "timeout",
-            Outcome::Unavailable(Failure::Error) => "error",
-        }
-    }
-
-    pub const ALL: [Outcome; 4] = [
-        Outcome::Recorded,
-        Outcome::Replayed,
-        Outcome::Unavailable(Failure::Timeout),
-        Outcome::Unavailable(Failure::Error),
-    ];
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,7 +12,7 @@
 //! of forgetting an old one, which would let it be replayed.
 
 use crate::code::Code;
-use crate::decision::OneTime;
+use crate::one_time::OneTime;
 use sha2::{Digest, Sha256};
 
 pub const BUCKETS: u32 = 1024;

@@ -7,7 +7,7 @@ use crate::abi;
 use crate::console::{self, Host, HostRefused, Next, Waiting};
 use crate::header_map::HeaderMap;
 use crate::host::EnvoySharedData;
-use crate::root::Ready;
+use crate::ready::Ready;
 use mksgate_core::audit::DECISION_PROPERTY;
 use mksgate_core::etcd::{Answer, Call, EtcdStore, Outcome, MAX_ANSWER_BYTES};
 use mksgate_core::replay::SharedStore;

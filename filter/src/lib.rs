@@ -9,6 +9,7 @@ mod header_map;
 mod host;
 mod http;
 mod metrics;
+mod ready;
 mod root;
 
 static LOGGER: abi::HostLogger = abi::HostLogger;

@@ -6,16 +6,11 @@ use crate::abi;
 use crate::host::EnvoySharedData;
 use crate::http::Console;
 use crate::metrics::Metrics;
+use crate::ready::Ready;
 use mksgate_core::{replay, Config, ReplayStore};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 use std::rc::Rc;
-
-/// What every stream of this worker shares.
-pub struct Ready {
-    pub config: Config,
-    pub metrics: Metrics,
-}
 
 #[derive(Default)]
 pub struct Root {
