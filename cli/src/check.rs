@@ -46,26 +46,24 @@ pub fn run(args: &Args) -> Outcome<ExitCode> {
                 eprintln!("error: {file}: {}{field}: {reason}", at(&item.label));
             }
             Ok((json, vm)) => match load::parse(json, vm, mode) {
-                Ok(parsed) if unknown_cluster(&parsed, item.clusters.as_deref()).is_some() => {
-                    errors += 1;
-                    if let Some((field, cluster)) =
-                        unknown_cluster(&parsed, item.clusters.as_deref())
-                    {
+                Ok(parsed) => match unknown_cluster(&parsed, item.clusters.as_deref()) {
+                    Some((field, cluster)) => {
+                        errors += 1;
                         eprintln!(
                             "error: {file}: {}{field}: cluster {cluster} is not defined in this file's static_resources.clusters (a typo routes every console to 503)",
                             at(&item.label)
                         );
                     }
-                }
-                Ok(parsed) => {
-                    for line in describe(&parsed, json) {
-                        crate::outln!("ok: {file}: {}{line}", at(&item.label));
+                    None => {
+                        for line in describe(&parsed, json) {
+                            crate::outln!("ok: {file}: {}{line}", at(&item.label));
+                        }
+                        for line in warnings_of(&parsed) {
+                            warnings += 1;
+                            eprintln!("warning: {file}: {}{line}", at(&item.label));
+                        }
                     }
-                    for line in warnings_of(&parsed) {
-                        warnings += 1;
-                        eprintln!("warning: {file}: {}{line}", at(&item.label));
-                    }
-                }
+                },
                 Err(e) => {
                     errors += 1;
                     eprintln!(

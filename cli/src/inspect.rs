@@ -3,7 +3,7 @@
 
 use crate::keys::{make_key, AlgArg, KeySource};
 use crate::load::{self, EnvMode};
-use crate::util::{fail, now, one_line, Outcome, EXIT_REFUSED};
+use crate::util::{fail, now, Outcome, EXIT_REFUSED};
 use mksgate_core::audit::ticket_hash;
 use mksgate_core::config::DEFAULT_TOKEN_PARAM;
 use mksgate_core::jws::{self, decode_secret, Alg, KeySet, Scratch, TokenError};
@@ -83,7 +83,7 @@ fn parse_input(text: &str) -> Input {
 pub fn run(args: &Args) -> Outcome<ExitCode> {
     let now = now(args.now)?;
     let config = match &args.config {
-        Some(path) => Some(load_config(path, args.config_index)?),
+        Some(path) => Some(load::one_config(path, args.config_index, EnvMode::Strict)?),
         None => None,
     };
     let param = match (&config, &args.token_param) {
@@ -163,47 +163,6 @@ pub fn run(args: &Args) -> Outcome<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
-}
-
-fn load_config(path: &std::path::Path, index: Option<usize>) -> Outcome<mksgate_core::Config> {
-    let found = load::find(path)?;
-    let item = match (index, found.len()) {
-        (Some(i), n) => found.get(i).ok_or_else(|| {
-            fail(format!(
-                "--config-index {i}: {} holds {n} plugin configuration(s)",
-                path.display()
-            ))
-        })?,
-        (None, 1) => found
-            .first()
-            .ok_or_else(|| fail("no plugin configuration"))?,
-        (None, n) => {
-            return Err(fail(format!(
-                "{} holds {n} plugin configurations; choose one with --config-index (0 to {})",
-                path.display(),
-                n - 1
-            )))
-        }
-    };
-    let label = if item.label.is_empty() {
-        String::new()
-    } else {
-        format!("{}: ", item.label)
-    };
-    let (json, vm) = item
-        .body
-        .as_ref()
-        .map_err(|(field, reason)| fail(format!("{}: {label}{field}: {reason}", path.display())))?;
-    load::parse(json, vm, EnvMode::Strict)
-        .map(|p| p.config)
-        .map_err(|e| {
-            fail(format!(
-                "{}: {label}{}: {}",
-                path.display(),
-                e.field,
-                one_line(&e.reason)
-            ))
-        })
 }
 
 /// Decodes one base64url JSON segment, if it is one.

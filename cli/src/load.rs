@@ -422,6 +422,49 @@ pub enum EnvStatus {
     NotPassed,
 }
 
+/// The one plugin configuration in `path` (or its `index`-th), parsed by
+/// the filter's code; every problem is one error naming the file and field.
+/// For `inspect` (real secrets: `EnvMode::Strict`) and `sign --config`
+/// (only the scopes matter: `EnvMode::ShapeOnly`).
+pub fn one_config(path: &Path, index: Option<usize>, mode: EnvMode) -> Outcome<Config> {
+    let found = find(path)?;
+    let item = match (index, found.len()) {
+        (Some(i), n) => found.get(i).ok_or_else(|| {
+            fail(format!(
+                "--config-index {i}: {} holds {n} plugin configuration(s)",
+                path.display()
+            ))
+        })?,
+        (None, 1) => found
+            .first()
+            .ok_or_else(|| fail("no plugin configuration"))?,
+        (None, n) => {
+            return Err(fail(format!(
+                "{} holds {n} plugin configurations; choose one with --config-index (0 to {})",
+                path.display(),
+                n - 1
+            )))
+        }
+    };
+    let label = if item.label.is_empty() {
+        String::new()
+    } else {
+        format!("{}: ", item.label)
+    };
+    let (json, vm) = item
+        .body
+        .as_ref()
+        .map_err(|(field, reason)| fail(format!("{}: {label}{field}: {reason}", path.display())))?;
+    parse(json, vm, mode).map(|p| p.config).map_err(|e| {
+        fail(format!(
+            "{}: {label}{}: {}",
+            path.display(),
+            e.field,
+            crate::util::one_line(&e.reason)
+        ))
+    })
+}
+
 /// Whether unset host variables are an error (`--strict-env`, `inspect`)
 /// or replaced by a dummy secret to check the shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

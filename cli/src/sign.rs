@@ -95,7 +95,7 @@ pub struct Args {
 pub fn run(args: &Args) -> Outcome<ExitCode> {
     // Every input is checked before the key is read or anything is signed.
     let mut claims = Map::new();
-    target_claims(args, &mut claims)?;
+    let host = target_claims(args, &mut claims)?;
     let gateway = parse_gateway(&args.gateway)?;
     check_link_shape(&args.path_prefix, &args.token_param)?;
     if !(1..=mksgate_core::config::MAX_MAX_TTL_SECONDS).contains(&args.ttl) {
@@ -167,7 +167,7 @@ pub fn run(args: &Args) -> Outcome<ExitCode> {
         check_kid(kid)?;
     }
     if let Some(path) = &args.config {
-        check_scope(path, args.kid.as_deref(), &claims)?;
+        check_scope(path, args.kid.as_deref(), &host, &claims)?;
     }
 
     let Some((secret, from)) = args.key.secret()? else {
@@ -199,28 +199,10 @@ pub fn run(args: &Args) -> Outcome<ExitCode> {
 fn check_scope(
     path: &std::path::Path,
     kid: Option<&str>,
+    host: &Host,
     claims: &Map<String, Value>,
 ) -> Outcome<()> {
-    let found = crate::load::find(path)?;
-    let [only] = found.as_slice() else {
-        return Err(fail(format!(
-            "--config {}: holds {} plugin configurations; give a file with one",
-            path.display(),
-            found.len()
-        )));
-    };
-    let (json, vm) = only.body.as_ref().map_err(|(field, reason)| {
-        fail(format!("--config {}: {field}: {reason}", path.display()))
-    })?;
-    let parsed = crate::load::parse(json, vm, crate::load::EnvMode::ShapeOnly).map_err(|e| {
-        fail(format!(
-            "--config {}: {}: {}",
-            path.display(),
-            e.field,
-            e.reason
-        ))
-    })?;
-    let config = parsed.config;
+    let config = crate::load::one_config(path, None, crate::load::EnvMode::ShapeOnly)?;
     let Some(key) = config.keys.select(kid) else {
         return Err(fail(format!(
             "--config {}: no key there is selected by --kid {}",
@@ -231,14 +213,8 @@ fn check_scope(
     let Some(scope) = config.scope_of(key) else {
         return Ok(());
     };
-    let host = match (claims.get("url"), claims.get("host")) {
-        (Some(Value::String(url)), _) => target::parse_webmks_url(url).map(|t| t.host),
-        (_, Some(Value::String(host))) => target::parse_host(host),
-        _ => None,
-    }
-    .ok_or_else(|| fail("the link has no target host"))?;
     let tenant = claims.get("tenant").and_then(Value::as_str);
-    scope.check(&host, tenant).map_err(|part| {
+    scope.check(host, tenant).map_err(|part| {
         let what = match part {
             mksgate_core::scope::ScopePart::Host => format!("host {}", host.canonical()),
             mksgate_core::scope::ScopePart::Tenant => match tenant {
@@ -254,15 +230,16 @@ fn check_scope(
     })
 }
 
-fn target_claims(args: &Args, claims: &mut Map<String, Value>) -> Outcome<()> {
+/// The target claims; returns the target's host, as the filter parses it.
+fn target_claims(args: &Args, claims: &mut Map<String, Value>) -> Outcome<Host> {
     if let Some(url) = &args.url {
-        if target::parse_webmks_url(url).is_none() {
+        let Some(target) = target::parse_webmks_url(url) else {
             return Err(fail(
                 "--url must be a WebMKS URL: wss://host[:port]/ticket/<ticket> (no userinfo, query, fragment or escapes)",
             ));
-        }
+        };
         claims.insert("url".into(), json!(url));
-        return Ok(());
+        return Ok(target.host);
     }
     let (Some(host), Some(ticket)) = (&args.host, &args.ticket) else {
         return Err(fail(
@@ -288,7 +265,7 @@ fn target_claims(args: &Args, claims: &mut Map<String, Value>) -> Outcome<()> {
         };
         claims.insert("port".into(), json!(port));
     }
-    Ok(())
+    Ok(parsed)
 }
 
 /// `host[:port]`, optionally after `https://` or `wss://`; returns the
