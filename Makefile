@@ -27,6 +27,8 @@ lint: setup
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy -p mksgate-filter --target wasm32-wasip1 -- -D warnings
+	# The fuzz crate is outside the workspace: check it still builds.
+	cargo check --manifest-path fuzz/Cargo.toml --all-targets
 
 test-native: build
 	scripts/setup-browser.sh

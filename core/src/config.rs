@@ -152,6 +152,14 @@ impl Config {
             None => false,
         }
     }
+
+    /// The one path a console link may have: `path_prefix`, or with one
+    /// trailing `/`. Anything deeper is under the prefix (so never passed
+    /// through) but refused: no client sends it, and ESXi would see it in
+    /// `x-envoy-original-path`.
+    pub fn is_exact_console_path(&self, path: &str) -> bool {
+        matches!(path.strip_prefix(self.path_prefix.as_str()), Some("" | "/"))
+    }
 }
 
 #[cfg(test)]

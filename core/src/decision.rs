@@ -233,6 +233,10 @@ pub fn decide<'c>(config: &'c Config, req: &RequestFacts<'_>, now: i64) -> Decis
         audit.malformed_header = Some(header);
         return refuse(Code::MalformedRequest, audit);
     }
+    if !config.is_exact_console_path(req.path_only()) {
+        audit.malformed_header = Some(":path");
+        return refuse(Code::MalformedRequest, audit);
+    }
     if !req.is_websocket_upgrade() {
         return refuse(Code::NotWebsocket, audit);
     }

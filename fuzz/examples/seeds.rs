@@ -383,12 +383,12 @@ fn decide_seeds(dir: &Path) {
             );
         }
         let mut class = match &decision {
-            Decision::PassThrough => "pass_through".to_string(),
+            Decision::PassThrough { .. } => "pass_through".to_string(),
             Decision::Refuse(r) => r.code.as_str().to_string(),
             Decision::Admit(a) => format!(
                 "admitted-{}-{}",
-                a.cluster,
-                if a.authority.contains(':') {
+                a.cluster(),
+                if a.authority().contains(':') {
                     "port"
                 } else {
                     "443"

@@ -497,7 +497,13 @@ pub fn check_decision(
         return Ok(());
     };
 
-    // The request.
+    // The request: the prefix itself (one trailing `/` allowed), never a
+    // path below it.
+    let path_only = facts.path.split('?').next().unwrap_or_default();
+    let below = path_only.strip_prefix(config.path_prefix.as_str());
+    if !matches!(below, Some("" | "/")) {
+        return Err(format!("admitted a path below the prefix: {path_only:?}"));
+    }
     if facts.method != "GET" || !facts.connection_upgrade {
         return Err(format!(
             "admitted {:?} without Connection: upgrade",

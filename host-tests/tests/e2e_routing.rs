@@ -109,12 +109,11 @@ async fn links_reach_their_host_only() {
 
         // Query-string tricks around a valid link for A: it still reaches A
         // (and only A), and no query reaches the upstream.
-        let tricks: [fn(&str) -> String; 5] = [
+        let tricks: [fn(&str) -> String; 4] = [
             |p| format!("{p}&host={B}"),
             |p| format!("{p}&cluster=esxi_vesxi02&x-mksgate-cluster=esxi_vesxi02"),
             |p| format!("{p}&url=wss://{B}/ticket/x&ticket=x"),
             |p| p.replacen("/console?", &format!("/console?host={B}&"), 1),
-            |p| p.replacen("/console?", &format!("/console/{B}?"), 1),
         ];
         let b_before = (gw.b().requests().len(), gw.b().handshakes().len());
         for trick in tricks {
@@ -125,6 +124,15 @@ async fn links_reach_their_host_only() {
             let r = upstream_request(&gw, A, &link.ticket).await;
             assert_clean_upstream(&r, &link, A, A);
         }
+        // The host as a path below the prefix: refused, and the link is
+        // still good at the prefix itself.
+        let link = gw.new_link(A, json!({}));
+        let below = link
+            .path
+            .replacen("/console?", &format!("/console/{B}?"), 1);
+        gw.expect_refused(&below, &[], 400, "malformed_request")
+            .await;
+        drop(gw.expect_admitted(&link.path, &[]).await);
         // A fragment in the request target: Envoy refuses it itself (400
         // `path_normalization_failed`), before the filter.
         let link = gw.new_link(A, json!({}));

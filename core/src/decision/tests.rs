@@ -151,6 +151,39 @@ fn outside_prefix_passes_through() {
     }
 }
 
+/// Below the prefix is still a console request (never passed through), but
+/// only the prefix itself, with or without one `/`, is a console link: a
+/// deeper path is refused before the token is read, so the link stays
+/// unspent and nothing of the path reaches ESXi.
+#[test]
+fn row_sub_path() {
+    let cfg = config();
+    let path = link(&claims());
+    let query = path.trim_start_matches("/console");
+    for ok in [format!("/console{query}"), format!("/console/{query}")] {
+        assert_eq!(code_of(&cfg, &Req::ws(ok)), Code::Admitted);
+    }
+    for deeper in [
+        "/console/x",
+        "/console/vesxi02.sec.lab",
+        "/console//",
+        "/console/../ticket/t",
+    ] {
+        let Decision::Refuse(r) = Req::ws(format!("{deeper}{query}")).decide(&cfg, NOW) else {
+            panic!("{deeper}: not refused")
+        };
+        assert_eq!(
+            (r.code, r.audit.malformed_header, r.audit.kid),
+            (Code::MalformedRequest, Some(":path"), None),
+            "{deeper}"
+        );
+    }
+    assert!(matches!(
+        Req::ws(format!("/consoles{query}")).decide(&cfg, NOW),
+        Decision::PassThrough { .. }
+    ));
+}
+
 /// A header the decision reads, holding bytes that are not UTF-8 (Envoy
 /// passes 0x80-0xFF through): refused under the prefix, passed elsewhere.
 #[test]
@@ -635,7 +668,7 @@ fn custom_prefix_param_and_ticket_path() {
         json!({"path_prefix": "/mks", "token_param": "t", "ticket_path": "/webmks/{ticket}/ws"}),
     );
     let token = sign(&key(), claims().to_string().as_bytes());
-    let Decision::Admit(a) = Req::ws(format!("/mks/x?a=1&t={token}")).decide(&cfg, NOW) else {
+    let Decision::Admit(a) = Req::ws(format!("/mks/?a=1&t={token}")).decide(&cfg, NOW) else {
         panic!()
     };
     assert_eq!(a.path, "/webmks/52-ab.cd_ef~9/ws");
