@@ -276,13 +276,15 @@ pub fn decide<'c>(config: &'c Config, req: &RequestFacts<'_>, now: i64) -> Decis
     }
     let one_time = if config.one_time_links {
         match claims.jti.as_deref() {
-            Some(jti) if valid_jti(jti) => Some(OneTime {
-                jti: jti.to_string(),
-                remember_until: claims
+            Some(jti) if valid_jti(jti) => Some(OneTime::new(
+                verified.key.kid(),
+                claims.tenant.as_deref(),
+                jti.to_string(),
+                claims
                     .exp
                     .map_or(now, |e| e.0)
                     .saturating_add(config.clock_skew_seconds),
-            }),
+            )),
             _ => return refuse(Code::MalformedToken, audit),
         }
     } else {

@@ -84,13 +84,13 @@ impl EtcdStore {
         }
     }
 
-    /// The etcd key of a link: the prefix and 128 bits of SHA-256 of its
-    /// `jti` (fixed length, no client bytes in etcd).
-    pub fn key(&self, jti: &str) -> String {
-        let digest = Sha256::digest(jti.as_bytes());
+    /// The etcd key of a link: the prefix and the first 128 bits of its
+    /// record id (SHA-256 of kid, tenant and jti: fixed length, no client
+    /// bytes in etcd).
+    pub fn key(&self, record: &[u8; 32]) -> String {
         let mut key = String::with_capacity(self.key_prefix.len() + 32);
         key.push_str(&self.key_prefix);
-        for b in &digest[..16] {
+        for b in &record[..16] {
             key.push(char::from(HEX[usize::from(b >> 4)]));
             key.push(char::from(HEX[usize::from(b & 0xf)]));
         }
@@ -113,7 +113,7 @@ impl EtcdStore {
     /// Starts recording `one_time` at `now_ms` (milliseconds since the
     /// epoch): the claim to keep, and the first call to send.
     pub fn claim(&self, one_time: &OneTime, now_ms: i64) -> (Claim, Call) {
-        let key = STANDARD.encode(self.key(&one_time.jti));
+        let key = STANDARD.encode(self.key(&one_time.record));
         let value = STANDARD.encode(one_time.remember_until.to_string());
         let lease = self.lease_for(one_time.remember_until, now_ms.div_euclid(1000));
         let claim = Claim {

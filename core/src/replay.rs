@@ -4,7 +4,8 @@
 //! Shared data is a process-wide map with compare-and-swap on keys that
 //! exist, no insert-if-absent, and no delete. So the table is a fixed set of
 //! `BUCKETS` keys, created once at configure time, each holding up to
-//! `SLOTS_PER_BUCKET` entries of (8-byte tag of SHA-256(jti), remember-until).
+//! `SLOTS_PER_BUCKET` entries of (8-byte tag of the link's record id: kid,
+//! tenant and jti, hashed), remember-until.
 //! A claim reads its bucket, drops expired entries, appends its own and
 //! writes back with the CAS it read; a lost race retries. Memory therefore
 //! never exceeds `BUCKETS * SLOTS_PER_BUCKET * 16` bytes of values, and a
@@ -13,7 +14,6 @@
 
 use crate::code::Code;
 use crate::one_time::OneTime;
-use sha2::{Digest, Sha256};
 
 pub const BUCKETS: u32 = 1024;
 pub const SLOTS_PER_BUCKET: usize = 64;
@@ -66,14 +66,13 @@ pub fn init<S: SharedStore + ?Sized>(store: &S) -> Result<u32, StoreUnavailable>
     Ok(created)
 }
 
-/// The bucket a `jti` is recorded in (for tests and tools that look at the
+/// The bucket a link is recorded in (for tests and tools that look at the
 /// table from outside).
-pub fn bucket_of(jti: &str) -> u32 {
-    locate(jti).0
+pub fn bucket_of(kid: Option<&str>, tenant: Option<&str>, jti: &str) -> u32 {
+    locate(&crate::one_time::record_id(kid, tenant, jti)).0
 }
 
-fn locate(jti: &str) -> (u32, [u8; 8]) {
-    let digest = Sha256::digest(jti.as_bytes());
+fn locate(digest: &[u8; 32]) -> (u32, [u8; 8]) {
     let mut head = [0u8; 4];
     let mut tag = [0u8; 8];
     head.copy_from_slice(&digest[..4]);
@@ -81,11 +80,11 @@ fn locate(jti: &str) -> (u32, [u8; 8]) {
     (u32::from_le_bytes(head) % BUCKETS, tag)
 }
 
-/// Records `one.jti`, or refuses: `Replayed` if it is already recorded and
+/// Records `one.record`, or refuses: `Replayed` if it is already recorded and
 /// live, `ReplayTableFull` if its bucket has no free slot,
 /// `ReplayUnavailable` if the store fails or stays contended.
 pub fn claim<S: SharedStore + ?Sized>(store: &S, one: &OneTime, now: i64) -> Result<(), Code> {
-    let (index, tag) = locate(&one.jti);
+    let (index, tag) = locate(&one.record);
     let key = bucket_key(index);
     for _ in 0..MAX_ATTEMPTS {
         let (value, cas) = store
@@ -185,10 +184,7 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn once(jti: &str, until: i64) -> OneTime {
-        OneTime {
-            jti: jti.into(),
-            remember_until: until,
-        }
+        OneTime::new(Some("k"), None, jti.into(), until)
     }
 
     #[test]
@@ -199,6 +195,12 @@ mod tests {
         assert_eq!(claim(&store, &once("a", 100), 10), Ok(()));
         assert_eq!(claim(&store, &once("a", 100), 50), Err(Code::Replayed));
         assert_eq!(claim(&store, &once("b", 100), 50), Ok(()));
+        // The same jti under another key, or for a tenant, is another link.
+        let other_key = OneTime::new(Some("k2"), None, "a".into(), 100);
+        let tenant = OneTime::new(Some("k"), Some("tenant-b"), "a".into(), 100);
+        assert_eq!(claim(&store, &other_key, 50), Ok(()));
+        assert_eq!(claim(&store, &tenant, 50), Ok(()));
+        assert_eq!(claim(&store, &tenant, 51), Err(Code::Replayed));
         // After remember_until the entry is dropped (the token itself would
         // be refused as expired by then).
         assert_eq!(claim(&store, &once("a", 300), 100), Ok(()));
@@ -232,7 +234,7 @@ mod tests {
         impl SharedStore for Interleaved<'_> {
             fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreUnavailable> {
                 let seen = self.inner.get(key)?;
-                if key == bucket_key(locate(self.jti).0) {
+                if key == bucket_key(bucket_of(Some("k"), None, self.jti)) {
                     // Another worker records the link right after this read.
                     claim(self.inner, &once(self.jti, 100), 10).unwrap();
                 }
@@ -263,10 +265,10 @@ mod tests {
     fn full_bucket_refuses_instead_of_forgetting() {
         let store = EnvoyLikeStore::default();
         init(&store).unwrap();
-        let (target, _) = locate("victim");
+        let target = bucket_of(Some("k"), None, "victim");
         let mut same_bucket = (0..)
             .map(|i| format!("j{i}"))
-            .filter(|j| locate(j).0 == target);
+            .filter(|j| bucket_of(Some("k"), None, j) == target);
         for _ in 0..SLOTS_PER_BUCKET {
             let jti = same_bucket.next().unwrap();
             assert_eq!(claim(&store, &once(&jti, 1000), 0), Ok(()));

@@ -588,6 +588,14 @@ pub fn check_decision(
         if one.jti != jti || one.remember_until != exp.saturating_add(skew) {
             return Err(format!("one_time {one:?} for jti {jti:?} exp {exp}"));
         }
+        // The record is this key's and this tenant's, never the jti's alone.
+        let tenant = str_claim(&claims, "tenant")?;
+        let record = mksgate_core::one_time::record_id(verified.key.kid(), tenant, jti);
+        if one.record != record {
+            return Err(format!(
+                "one_time record not keyed by kid and tenant: {one:?}"
+            ));
+        }
     } else if admission.one_time().is_some() {
         return Err("one_time set with one_time_links off".into());
     }

@@ -131,10 +131,16 @@ impl Fleet {
     /// A fresh, valid console path for stand-in `i % 2`, signed as the
     /// portal would, with a link lifetime of `ttl` seconds.
     pub fn valid_path(&self, i: usize, ttl: i64) -> Result<String> {
+        self.path_with(i, ttl, &serde_json::json!({}))
+    }
+
+    /// As `valid_path`, with `claims` set over the portal's own.
+    pub fn path_with(&self, i: usize, ttl: i64, claims: &serde_json::Value) -> Result<String> {
         let (host, _) = shipped::STATIC_HOSTS[i % 2];
         let ticket = self.standins[i % 2].issue_ticket();
-        let mut claims = link::shipped_claims(host, &ticket);
-        claims["exp"] = (link::now() + ttl).into();
+        let mut base = link::shipped_claims(host, &ticket);
+        base["exp"] = (link::now() + ttl).into();
+        let claims = link::merge(&base, claims);
         let token = link::sign_with(&self.secret, shipped::KID, &claims)?;
         Ok(link::console_path(&token))
     }

@@ -477,12 +477,10 @@ async fn every_decision_code_through_envoy() {
     .await;
 }
 
-/// The replay bucket (of `replay::BUCKETS`) a `jti` lands in, as
-/// `mksgate_core::replay` computes it: SHA-256, first 4 bytes LE, modulo.
+/// The replay bucket a `jti` of the gateway's links (the shipped kid, the
+/// test tenant) lands in: core's own rule.
 fn bucket_of(jti: &str) -> u32 {
-    use sha2::{Digest, Sha256};
-    let d = Sha256::digest(jti.as_bytes());
-    u32::from_le_bytes([d[0], d[1], d[2], d[3]]) % mksgate_core::replay::BUCKETS
+    mksgate_core::replay::bucket_of(Some(shipped::KID), Some(common::TENANT), jti)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -96,20 +96,29 @@ async fn each_tenants_key_opens_only_its_own_hosts() {
         // ...and only once.
         gw.expect_refused(&inside, &[], 403, "replayed").await;
         count("replayed");
+        // One-time records are per key and tenant: tenant-a's link with
+        // the jti tenant-b has just spent is a link of its own (it was
+        // `replayed` when records were keyed by jti alone), used once too.
+        let same_jti = gw.new_link(A, json!({"tenant": "tenant-a", "jti": jti}));
+        let sd = gw.expect_admitted(&same_jti.path, &[]).await;
+        count("admitted");
+        gw.expect_refused(&same_jti.path, &[], 403, "replayed")
+            .await;
+        count("replayed");
 
         gw.wait_decision_counts(&want, T).await.unwrap();
 
         // The access log: each key_scope line names the kid and the part
         // of the scope that failed; admissions carry no key_scope.
         // End lines are written when streams end: close the consoles.
-        drop((sa, sb, sc));
+        drop((sa, sb, sc, sd));
         let is_refusal = |l: &Value| l["decision"] == "key_scope";
         let is_admission = |l: &Value| l["decision"] == "admitted";
         let lines = gw
             .wait_access_log(
                 |l| {
                     l.iter().filter(|x| is_refusal(x)).count() == 7
-                        && l.iter().filter(|x| is_admission(x)).count() == 3
+                        && l.iter().filter(|x| is_admission(x)).count() == 4
                 },
                 T,
             )

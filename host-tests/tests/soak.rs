@@ -761,9 +761,10 @@ async fn watch_envoy(soak: Arc<Soak>, stop: Arc<AtomicBool>) -> Watch {
     w
 }
 
-/// The replay bucket of a `jti` (core's own `replay::bucket_of`).
+/// The replay bucket of a `jti` signed with the shipped kid for the test tenant
+/// (core's own `replay::bucket_of`).
 fn bucket_of(jti: &str) -> u32 {
-    replay::bucket_of(jti)
+    replay::bucket_of(Some(shipped::KID), Some(common::TENANT), jti)
 }
 
 /// The most intervals `[from, until)` (seconds) that overlap at any time.

@@ -14,6 +14,22 @@ pub const AUDIENCE: &str = "console.example.com";
 pub const ISSUER: &str = "portal.example.com";
 pub const ORIGIN: &str = "https://portal.example.com";
 
+/// Claims `base` with `overrides` set at the top level; an override of
+/// `null` removes the claim.
+pub fn merge(base: &Value, overrides: &Value) -> Value {
+    let mut out = base.clone();
+    if let (Some(map), Some(over)) = (out.as_object_mut(), overrides.as_object()) {
+        for (k, v) in over {
+            if v.is_null() {
+                map.remove(k);
+            } else {
+                map.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    out
+}
+
 /// Seconds since the epoch.
 pub fn now() -> i64 {
     std::time::SystemTime::now()

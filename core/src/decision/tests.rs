@@ -104,10 +104,7 @@ fn admitted_rewrites_path_authority_and_cluster() {
     assert_eq!(a.authority, "vesxi01.sec.lab");
     assert_eq!(
         a.one_time,
-        Some(OneTime {
-            jti: "j-1".into(),
-            remember_until: NOW + 60 + 30
-        })
+        Some(OneTime::new(Some("k1"), None, "j-1".into(), NOW + 60 + 30))
     );
     assert_eq!(a.audit.kid.as_deref(), Some("k1"));
     assert_eq!(a.audit.host.as_deref(), Some("vesxi01.sec.lab"));

@@ -25,10 +25,7 @@ fn store() -> EtcdStore {
 }
 
 fn one_time() -> OneTime {
-    OneTime {
-        jti: "jti-1".into(),
-        remember_until: NOW_MS / 1000 + 90,
-    }
+    OneTime::new(Some("k1"), None, "jti-1".into(), NOW_MS / 1000 + 90)
 }
 
 fn ok(body: &[u8]) -> Answer<'_> {
@@ -41,7 +38,7 @@ fn first_call_is_the_create_if_absent_transaction() {
     assert_eq!(call.path, TXN_PATH);
     assert_eq!(call.timeout_ms, 1500);
     let body: Value = serde_json::from_str(&call.body).unwrap();
-    let key = STANDARD.encode(store().key("jti-1"));
+    let key = STANDARD.encode(store().key(&one_time().record));
     assert_eq!(body["compare"][0]["key"], key.as_str());
     assert_eq!(body["compare"][0]["target"], "CREATE");
     assert_eq!(body["compare"][0]["result"], "EQUAL");
@@ -55,11 +52,22 @@ fn first_call_is_the_create_if_absent_transaction() {
 
 #[test]
 fn keys_are_the_prefix_and_a_hash_never_the_jti() {
-    let key = store().key("jti-1");
+    let key_of = |kid, tenant, jti| store().key(&crate::one_time::record_id(kid, tenant, jti));
+    let key = key_of(Some("k1"), None, "jti-1");
     assert!(key.starts_with("/mksgate/links/"));
     assert_eq!(key.len(), "/mksgate/links/".len() + 32);
     assert!(!key.contains("jti-1"));
-    assert_ne!(key, store().key("jti-2"));
+    assert_eq!(key, store().key(&one_time().record));
+    assert_ne!(key, key_of(Some("k1"), None, "jti-2"));
+    // One record per key and tenant: the same jti under another kid or
+    // tenant is another link.
+    assert_ne!(key, key_of(Some("k2"), None, "jti-1"));
+    assert_ne!(key, key_of(Some("k1"), Some("tenant-a"), "jti-1"));
+    assert_ne!(
+        key_of(Some("k1"), Some("a"), "bc"),
+        key_of(Some("k1"), Some("ab"), "c"),
+        "parts are length-prefixed"
+    );
 }
 
 #[test]

@@ -67,27 +67,11 @@ pub const T: Duration = Duration::from_secs(5);
 pub use mksgate_host_tests::bounded;
 
 #[allow(unused_imports)] // not every test file uses both
-pub use mksgate_testkit::link::{now, random_bytes};
+pub use mksgate_testkit::link::{merge, now, random_bytes};
 
 /// `n` random bytes as lowercase hex.
 pub fn random_hex(n: usize) -> String {
     random_bytes(n).iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// `base` with `overrides` merged in at the top level; an override of
-/// `null` removes the claim.
-pub fn merge(base: &Value, overrides: &Value) -> Value {
-    let mut out = base.clone();
-    if let (Some(map), Some(over)) = (out.as_object_mut(), overrides.as_object()) {
-        for (k, v) in over {
-            if v.is_null() {
-                map.remove(k);
-            } else {
-                map.insert(k.clone(), v.clone());
-            }
-        }
-    }
-    out
 }
 
 /// Raises this process's open-file soft limit to at least `want` (the
@@ -95,6 +79,9 @@ pub fn merge(base: &Value, overrides: &Value) -> Value {
 pub fn raise_fd_limit(want: u64) -> u64 {
     mksgate_testkit::process::raise_nofile(want)
 }
+
+/// The `tenant` claim of the test links.
+pub const TENANT: &str = "e2e-tenant";
 
 /// Options for [`Gateway::start_with`].
 #[derive(Clone, Debug)]
@@ -301,7 +288,7 @@ impl Gateway {
     pub fn standard_claims(&self, host: &str, ticket: &str) -> Value {
         merge(
             &link::shipped_claims(host, ticket),
-            &json!({"sub": "e2e-user", "tenant": "e2e-tenant"}),
+            &json!({"sub": "e2e-user", "tenant": TENANT}),
         )
     }
 
