@@ -48,6 +48,8 @@ pub trait Host {
     fn resume(&self);
     /// The store's outcome for one link and how long it took.
     fn store_outcome(&self, outcome: Outcome, elapsed_ms: i64);
+    /// A stream ended while etcd was asked about its link.
+    fn store_abandoned(&self);
 }
 
 /// What the proxy does with the request next.
@@ -174,6 +176,18 @@ impl<H: Host> ClientLookup for Lookup<'_, H> {
     fn client_ip(&self) -> Option<std::net::IpAddr> {
         mksgate_core::decision::client_ip(&self.0.client_address()?)
     }
+}
+
+/// The stream of `waiting` ended (the client left) before etcd answered:
+/// Envoy cancels the call, so no outcome will come. Counted and logged,
+/// never with the key or the link. The link may still have been recorded
+/// (the call may have reached etcd): it is then spent, never admitted.
+pub fn on_stream_gone<H: Host>(host: &H, waiting: Box<Waiting>) {
+    host.store_abandoned();
+    host.log_info(&format!(
+        r#"{{"mksgate":"replay_store","outcome":"abandoned","elapsed_ms":{}}}"#,
+        host.now_ms().saturating_sub(waiting.started_ms)
+    ));
 }
 
 /// Handles etcd's answer to the call in flight for `waiting`.

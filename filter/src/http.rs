@@ -43,6 +43,11 @@ impl Console {
 }
 
 impl Context for Console {
+    fn on_done(&mut self) -> bool {
+        self.end();
+        true
+    }
+
     /// etcd's answer. Envoy cancels a stream's calls when the stream goes,
     /// so this only runs while the request is still paused for it.
     fn on_http_call_response(
@@ -73,7 +78,24 @@ impl Context for Console {
     }
 }
 
+impl Console {
+    /// The stream is ending: a call still in flight was abandoned.
+    fn end(&mut self) {
+        if let Some(waiting) = self.waiting.take() {
+            let host = Envoy {
+                ready: self.ready.as_deref(),
+            };
+            console::on_stream_gone(&host, waiting);
+        }
+    }
+}
+
 impl HttpContext for Console {
+    /// Envoy logs every stream, including one reset while paused.
+    fn on_log(&mut self) {
+        self.end();
+    }
+
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let host = Envoy {
             ready: self.ready.as_deref(),
@@ -169,6 +191,12 @@ impl Host for Envoy<'_> {
     fn store_outcome(&self, outcome: Outcome, elapsed_ms: i64) {
         if let Some(ready) = self.ready {
             ready.metrics.store_outcome(outcome, elapsed_ms);
+        }
+    }
+
+    fn store_abandoned(&self) {
+        if let Some(ready) = self.ready {
+            ready.metrics.store_abandoned();
         }
     }
 }

@@ -16,16 +16,23 @@ pub struct Metrics {
     /// and the latency histogram.
     store: Vec<Option<u32>>,
     store_latency: Option<u32>,
+    /// With the etcd store: streams gone while their call was in flight.
+    store_abandoned: Option<u32>,
 }
 
 impl Metrics {
     /// The decision counters, and with `etcd` the store's metrics:
-    /// `mksgate.replay_store.<outcome>` and `mksgate.replay_store.latency_ms`.
+    /// `mksgate.replay_store.<outcome>`, `.abandoned` and `.latency_ms`.
     pub fn define(etcd: bool) -> Metrics {
         let ids = Code::ALL
             .iter()
             .map(|code| abi::define_counter(&format!("mksgate.decision.{}", code.as_str())).ok())
             .collect();
+        let store_abandoned = if etcd {
+            abi::define_counter("mksgate.replay_store.abandoned").ok()
+        } else {
+            None
+        };
         let (store, store_latency) = if etcd {
             let counters = Outcome::ALL
                 .iter()
@@ -40,6 +47,13 @@ impl Metrics {
             ids,
             store,
             store_latency,
+            store_abandoned,
+        }
+    }
+
+    pub fn store_abandoned(&self) {
+        if let Some(id) = self.store_abandoned {
+            abi::increment(id);
         }
     }
 

@@ -303,6 +303,18 @@ async fn restarted_gateways_still_refuse_links_used_before() {
         }
         let fresh = fleet.valid_path(99, 60).unwrap();
         assert_eq!(fire(&fleet, 0, &fresh).await.status, 101);
+
+        // Records are per key and tenant in etcd too: two tenants' links
+        // with the same jti are two links, each used once fleet-wide.
+        let jti = format!("shared-{}", mksgate_host_tests::link::fresh_jti());
+        for tenant in ["tenant-a", "tenant-b"] {
+            let path = fleet
+                .path_with(0, 60, &serde_json::json!({"tenant": tenant, "jti": jti}))
+                .unwrap();
+            assert_eq!(fire(&fleet, 0, &path).await.status, 101, "{tenant}");
+            let again = fire(&fleet, 1, &path).await;
+            assert_eq!(again.decision.as_deref(), Some("replayed"), "{tenant}");
+        }
     })
     .await;
 }
@@ -363,25 +375,45 @@ async fn records_leave_etcd_when_their_lease_ends() {
 async fn a_client_gone_while_etcd_is_asked_reaches_no_upstream() {
     bounded(120, async {
         let _serial = SERIAL.lock().await;
-        let fleet = Fleet::start(1, 1).await.unwrap();
+        let fleet = Arc::new(Fleet::start(1, 1).await.unwrap());
         fleet.etcd.freeze(true);
-        let path = fleet.valid_path(0, 60).unwrap();
-        let mut wire = fleet.wire(0).unwrap();
-        wire.timeout = Duration::from_millis(300);
-        // The client gives up (drops the connection) after 300 ms, while
-        // the filter waits for the frozen etcd.
-        assert!(wire
-            .send(&upgrade_head(path.as_bytes(), &[]))
-            .await
-            .is_err());
+        // 20 clients give up (drop the connection) after 300 ms, while the
+        // filter waits for the frozen etcd.
+        const GONE: u64 = 20;
+        let mut tasks = Vec::new();
+        for i in 0..GONE as usize {
+            let fleet = fleet.clone();
+            tasks.push(tokio::spawn(async move {
+                let path = fleet.valid_path(i, 60).unwrap();
+                let mut wire = fleet.wire(0).unwrap().from(MANY_USERS.next());
+                wire.timeout = Duration::from_millis(300);
+                wire.send(&upgrade_head(path.as_bytes(), &[]))
+                    .await
+                    .is_err()
+            }));
+        }
+        for task in tasks {
+            assert!(
+                task.await.unwrap(),
+                "a client got an answer from a frozen etcd"
+            );
+        }
         tokio::time::sleep(Duration::from_secs(2)).await;
         fleet.etcd.freeze(false);
         tokio::time::sleep(Duration::from_secs(1)).await;
         let upstream: usize = fleet.standins.iter().map(|s| s.requests().len()).sum();
         assert_eq!(upstream, 0, "a request reached ESXi");
         let decisions = fleet.fleet_counters("decision").await.unwrap();
-        println!("client gone while etcd was asked: decisions {decisions:?}");
+        let store = fleet.fleet_counters("replay_store").await.unwrap();
+        println!("clients gone while etcd was asked: decisions {decisions:?}, store {store:?}");
         assert_eq!(decisions["admitted"], 0);
+        // Each abandoned call is counted (and nothing else is: Envoy
+        // cancelled the calls, so no outcome came back).
+        assert_eq!(store["abandoned"], GONE, "{store:?}");
+        assert_eq!(store["recorded"] + store["timeout"] + store["error"], 0);
+        let log = fleet.gateways[0].log();
+        let lines = log.matches(r#""outcome":"abandoned""#).count();
+        assert_eq!(lines as u64, GONE, "one log line per abandoned call");
         // The VM is fine and the next link gets in.
         let stats = fleet.gateways[0].stats().await.unwrap();
         assert_eq!(
@@ -391,7 +423,7 @@ async fn a_client_gone_while_etcd_is_asked_reaches_no_upstream() {
                 .unwrap_or(0),
             0
         );
-        let next = fleet.valid_path(1, 60).unwrap();
+        let next = fleet.valid_path(99, 60).unwrap();
         assert_eq!(fire(&fleet, 0, &next).await.status, 101);
     })
     .await;

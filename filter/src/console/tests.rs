@@ -64,6 +64,7 @@ enum Call {
     Dispatch(&'static str, String),
     Resume,
     StoreOutcome(Outcome),
+    StoreAbandoned,
     ClientAddress,
 }
 
@@ -236,6 +237,9 @@ impl Host for Mock {
     }
     fn store_outcome(&self, outcome: Outcome, _elapsed_ms: i64) {
         self.calls.borrow_mut().push(Call::StoreOutcome(outcome));
+    }
+    fn store_abandoned(&self) {
+        self.calls.borrow_mut().push(Call::StoreAbandoned);
     }
 }
 
@@ -491,6 +495,28 @@ fn with_etcd_an_admission_waits_and_is_applied_only_once_recorded() {
     );
     assert!(calls.contains(&Call::Decision(Code::Admitted)));
     assert_eq!(calls.last(), Some(&Call::Resume));
+}
+
+/// A client gone while etcd is asked: counted and logged (no link, no
+/// key), no decision, no reply, nothing applied.
+#[test]
+fn with_etcd_a_stream_gone_while_waiting_is_counted_as_abandoned() {
+    let config = etcd_config();
+    let path = link("j-gone");
+    let mock = Mock::upgrade(&path, &[]);
+    let waiting = wait_on_etcd(&mock, &config);
+    mock.calls.borrow_mut().clear();
+    on_stream_gone(&mock, waiting);
+    let calls = mock.calls();
+    assert_eq!(calls[0], Call::StoreAbandoned);
+    let [_, Call::Info(line)] = &calls[..] else {
+        panic!("{calls:?}")
+    };
+    assert!(line.contains(r#""outcome":"abandoned""#), "{line}");
+    assert!(
+        !line.contains("j-gone") && !line.contains(&path[15..]),
+        "{line}"
+    );
 }
 
 #[test]
