@@ -43,6 +43,11 @@ pub struct EtcdCluster {
     pub tls: Option<EtcdTls>,
 }
 
+/// The name every etcd member's certificate carries in the shipped
+/// layouts (`envoy/fleet.yaml`, `envoy/istio/etcd.yaml`), which the gateway
+/// checks.
+pub const SERVER_NAME: &str = "etcd.mksgate.internal";
+
 fn free_port(ip: IpAddr) -> Result<u16> {
     Ok(TcpListener::bind(SocketAddr::new(ip, 0))?
         .local_addr()?
@@ -55,10 +60,18 @@ impl EtcdCluster {
     /// with the calling thread (`Proc` sets PR_SET_PDEATHSIG): call it
     /// from a thread that outlives the cluster, not a short-lived one.
     pub fn start(ips: &[IpAddr], tls: bool) -> Result<EtcdCluster> {
+        EtcdCluster::start_named(ips, tls, SERVER_NAME)
+    }
+
+    /// As `start`, with the members' certificate naming `server_name`
+    /// (and their IPs) instead of the shipped name: an impostor from the
+    /// same CA when it is another name.
+    pub fn start_named(ips: &[IpAddr], tls: bool, server_name: &str) -> Result<EtcdCluster> {
         let dir = unique_dir("mksgate-etcd")?;
         let tls = if tls {
             let ca = TestCa::new("mksgate test etcd CA")?;
-            let names: Vec<String> = ips.iter().map(IpAddr::to_string).collect();
+            let mut names: Vec<String> = ips.iter().map(IpAddr::to_string).collect();
+            names.push(server_name.to_string());
             let names: Vec<&str> = names.iter().map(String::as_str).collect();
             let server = ca.issue(&names)?;
             let client = ca.issue(&["mksgate-gateway"])?;

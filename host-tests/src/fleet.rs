@@ -44,10 +44,26 @@ impl Fleet {
     /// As `start`, with `edits` made to the shipped file first (each must
     /// find its text): for a test that needs other link lifetimes.
     pub async fn start_with(n: usize, concurrency: u32, edits: &[(&str, &str)]) -> Result<Fleet> {
+        Fleet::start_full(n, concurrency, edits, crate::etcd::SERVER_NAME).await
+    }
+
+    /// One gateway in front of an etcd whose certificate, from the right
+    /// CA, names `server_name` instead of the shipped name.
+    pub async fn start_with_etcd_named(server_name: &str) -> Result<Fleet> {
+        Fleet::start_full(1, 1, &[], server_name).await
+    }
+
+    async fn start_full(
+        n: usize,
+        concurrency: u32,
+        edits: &[(&str, &str)],
+        etcd_name: &str,
+    ) -> Result<Fleet> {
         // Not spawn_blocking: the members die with the thread that started
         // them (PR_SET_PDEATHSIG), and tokio ends idle blocking threads
         // after 10 s. A runtime worker lives as long as the test.
-        let etcd = tokio::task::block_in_place(|| EtcdCluster::start(&etcd_ips(), true))?;
+        let etcd =
+            tokio::task::block_in_place(|| EtcdCluster::start_named(&etcd_ips(), true, etcd_name))?;
         let mut standins = Vec::new();
         for (i, (host, _)) in shipped::STATIC_HOSTS.iter().enumerate() {
             let ip = loopback(2 + u8::try_from(i)?);

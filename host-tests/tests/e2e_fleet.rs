@@ -456,3 +456,36 @@ async fn etcd_refuses_a_client_without_a_certificate() {
     })
     .await;
 }
+
+/// An etcd whose certificate comes from the right CA but names another
+/// server (any holder of a certificate from that CA): the shipped cluster
+/// refuses the handshake, so links are `replay_unavailable`, never admitted
+/// on its word. The same members named rightly admit (every other test).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_etcd_certificate_with_another_name_is_refused() {
+    bounded(90, async {
+        let _serial = SERIAL.lock().await;
+        let fleet = Fleet::start_with_etcd_named("impostor.example.com")
+            .await
+            .unwrap();
+        for i in 0..5 {
+            let path = fleet.valid_path(i, 60).unwrap();
+            let r = fire(&fleet, 0, &path).await;
+            assert_eq!(
+                (r.status, r.decision.as_deref()),
+                (503, Some("replay_unavailable")),
+                "link {i}"
+            );
+        }
+        let upstream: usize = fleet.standins.iter().map(|s| s.requests().len()).sum();
+        assert_eq!(upstream, 0, "a request reached ESXi");
+        let stats = fleet.gateways[0].stats().await.unwrap();
+        let san_failures = stats
+            .get("cluster.mksgate_etcd.ssl.fail_verify_san")
+            .copied()
+            .unwrap_or(0);
+        println!("impostor etcd: ssl.fail_verify_san = {san_failures}");
+        assert!(san_failures > 0, "Envoy did not check the name");
+    })
+    .await;
+}

@@ -164,6 +164,16 @@ fn fleet_is_static_clusters_but_for_the_etcd_store() {
         tls["validation_context"]["trusted_ca"].is_object(),
         "etcd's CA"
     );
+    // The members' name is checked, not just their CA (the test etcd's
+    // certificates carry this name: host-tests/src/etcd.rs).
+    assert_eq!(
+        tls["validation_context"]["match_typed_subject_alt_names"],
+        serde_json::json!([{"san_type": "DNS", "matcher": {"exact": mksgate_host_tests::etcd::SERVER_NAME}}])
+    );
+    assert_eq!(
+        etcd["transport_socket"]["typed_config"]["sni"],
+        mksgate_host_tests::etcd::SERVER_NAME
+    );
     assert_eq!(
         etcd["health_checks"][0]["http_health_check"]["path"],
         "/health"
@@ -890,6 +900,12 @@ fn istio_etcd_kit_names_the_cluster_istio_builds() {
     assert!(text.contains(&format!("authority: {host}")));
     assert_eq!(docs[1]["spec"]["host"], host);
     assert_eq!(docs[1]["spec"]["trafficPolicy"]["tls"]["mode"], "MUTUAL");
+    assert_eq!(
+        docs[1]["spec"]["trafficPolicy"]["tls"]["subjectAltNames"],
+        serde_json::json!([host]),
+        "the members' name is checked"
+    );
+    assert_eq!(docs[1]["spec"]["trafficPolicy"]["tls"]["sni"], host);
     // The pluginConfig it describes parses, with the shipped plugin config.
     let plugin = &yaml_docs("istio/wasmplugin.yaml")[0]["spec"]["pluginConfig"];
     let mut config = plugin.clone();
