@@ -82,6 +82,14 @@ if ! command -v etcd >/dev/null 2>&1; then
     echo "setup: WARNING: no etcd; host-tests/tests/e2e_fleet.rs will fail" >&2
 fi
 
+# etcdctl (etcd-client, Debian): deploy/etcd/setup-auth.sh, the shipped
+# role for etcd's access control, is run by host-tests/tests/e2e_etcd_auth.rs.
+if ! command -v etcdctl >/dev/null 2>&1; then
+  echo "setup: installing etcd-client (Debian)"
+  apt_install etcd-client ||
+    echo "setup: WARNING: no etcdctl; host-tests/tests/e2e_etcd_auth.rs will fail" >&2
+fi
+
 # skopeo: host-tests/tests/oci_image.rs checks scripts/oci-image.sh's output
 # with it (`skopeo inspect` / `skopeo copy` of the OCI layout).
 if ! command -v skopeo >/dev/null 2>&1; then

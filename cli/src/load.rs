@@ -494,7 +494,7 @@ pub fn parse(json: &str, vm: &VmEnv, mode: EnvMode) -> Result<Parsed, ConfigErro
     match result {
         Ok(config) => Ok(Parsed { config, env: seen }),
         Err(mut error) => {
-            if error.field.ends_with(".secret_env") {
+            if error.field.ends_with(".secret_env") || error.field.ends_with(".password_env") {
                 if let Some((name, status)) = seen.last() {
                     if let Some(reason) = env_reason(vm, name, status) {
                         error.reason = reason;

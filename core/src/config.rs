@@ -107,6 +107,7 @@ impl Config {
             one_time_links,
             max_ttl_seconds,
             clock_skew_seconds,
+            env,
         )?;
 
         Ok(Config {

@@ -11,8 +11,19 @@
 //! etcd deletes them when it expires; a record's lease never expires before
 //! its link's `exp + clock_skew_seconds`.
 
+mod auth;
+
 use crate::one_time::OneTime;
 pub use crate::one_time::{Failure, Outcome};
+pub use auth::{valid_password, valid_user, EtcdAuth, AUTHENTICATE_PATH, REFRESH_SECONDS};
+
+/// The token in etcd's answer to an authenticate call, if it is one.
+pub fn token_in(answer: Answer<'_>) -> Option<String> {
+    match answer {
+        Answer::Response { status, body } => auth::token_of(status, body),
+        Answer::NoResponse { .. } => None,
+    }
+}
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde_json::Value;
@@ -44,6 +55,8 @@ pub struct EtcdStore {
     skew_seconds: i64,
     /// The top half of every lease id: this prefix's and window length's.
     lease_tag: i64,
+    /// etcd's access control, when it is on.
+    auth: Option<EtcdAuth>,
 }
 
 /// The key prefix rule: 1 to 128 printable ASCII characters, starting
@@ -81,7 +94,29 @@ impl EtcdStore {
             window_seconds,
             skew_seconds: skew_seconds.max(0),
             lease_tag,
+            auth: None,
         }
+    }
+
+    /// The store, authenticating as `auth`'s user.
+    pub fn with_auth(mut self, auth: Option<EtcdAuth>) -> EtcdStore {
+        self.auth = auth;
+        self
+    }
+
+    pub fn auth(&self) -> Option<&EtcdAuth> {
+        self.auth.as_ref()
+    }
+
+    /// A call that logs in, for the gateway's own token refresh (the root
+    /// context's, outside any link's claim); `None` without access control.
+    pub fn authenticate_call(&self) -> Option<Call> {
+        self.auth.as_ref().map(|auth| Call {
+            path: AUTHENTICATE_PATH,
+            body: auth.body().to_string(),
+            timeout_ms: self.timeout_ms,
+            authorization: None,
+        })
     }
 
     /// The etcd key of a link: the prefix and the first 128 bits of its
@@ -111,20 +146,31 @@ impl EtcdStore {
     }
 
     /// Starts recording `one_time` at `now_ms` (milliseconds since the
-    /// epoch): the claim to keep, and the first call to send.
-    pub fn claim(&self, one_time: &OneTime, now_ms: i64) -> (Claim, Call) {
+    /// epoch): the claim to keep, and the first step (a call to send). With
+    /// etcd's access control on, `token` is the worker's token (its root
+    /// context logs in: `REFRESH_SECONDS`); with none yet, the claim is done
+    /// at once, `replay_unavailable`, without a call: claims never log in
+    /// themselves, so a crowd of them cannot flood etcd with logins.
+    pub fn claim(&self, one_time: &OneTime, now_ms: i64, token: Option<&str>) -> (Claim, Step) {
         let key = STANDARD.encode(self.key(&one_time.record));
         let value = STANDARD.encode(one_time.remember_until.to_string());
         let lease = self.lease_for(one_time.remember_until, now_ms.div_euclid(1000));
+        let token = self.auth.as_ref().and(token).map(str::to_string);
         let claim = Claim {
             key,
             value,
             lease,
             deadline_ms: now_ms.saturating_add(i64::from(self.timeout_ms)),
             stage: Stage::Record,
+            token,
+            token_refused: false,
         };
-        let call = claim.txn(now_ms);
-        (claim, call)
+        let step = if self.auth.is_some() && claim.token.is_none() {
+            Step::Done(Outcome::Unavailable(Failure::Error))
+        } else {
+            Step::Send(claim.txn(now_ms, claim.token.clone()))
+        };
+        (claim, step)
     }
 }
 
@@ -137,12 +183,30 @@ pub struct Lease {
 }
 
 /// One POST to etcd's JSON gateway.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Call {
     pub path: &'static str,
+    /// The JSON body (for an authenticate call, it holds the password).
     pub body: String,
     /// What is left of the claim's budget.
     pub timeout_ms: u32,
+    /// The `Authorization` header (etcd's token), with access control on.
+    pub authorization: Option<String>,
+}
+
+impl std::fmt::Debug for Call {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secret = self.path == AUTHENTICATE_PATH;
+        f.debug_struct("Call")
+            .field("path", &self.path)
+            .field("body", if secret { &"<redacted>" } else { &self.body })
+            .field("timeout_ms", &self.timeout_ms)
+            .field(
+                "authorization",
+                &self.authorization.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
 }
 
 /// What came back for a call.
@@ -178,13 +242,26 @@ enum Stage {
 /// One link being recorded: a transaction, and if the window's lease does
 /// not exist yet, a grant and the transaction once more. No call is ever
 /// repeated after an answer that might mean it was applied.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Claim {
     key: String,
     value: String,
     lease: Lease,
     deadline_ms: i64,
     stage: Stage,
+    /// The token the calls carry (etcd's access control).
+    token: Option<String>,
+    /// etcd refused the token: the worker must log in again.
+    token_refused: bool,
+}
+
+impl std::fmt::Debug for Claim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Claim")
+            .field("stage", &self.stage)
+            .field("deadline_ms", &self.deadline_ms)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Claim {
@@ -205,6 +282,12 @@ impl Claim {
         // says 504 for a deadline it ran out of.
         if status == 504 {
             return Step::Done(Outcome::Unavailable(Failure::Timeout));
+        }
+        if auth::is_token_refusal(status, body) {
+            // Refused before anything was applied, but not sent again: the
+            // worker logs in anew (its root context), not each claim.
+            self.token_refused = true;
+            return Step::Done(Outcome::Unavailable(Failure::Error));
         }
         let next = match self.stage {
             Stage::Record | Stage::RecordAfterGrant => match txn_answer(status, body) {
@@ -228,15 +311,26 @@ impl Claim {
         self.stage = next;
         Step::Send(match next {
             Stage::Grant => self.grant(now_ms),
-            Stage::Record | Stage::RecordAfterGrant => self.txn(now_ms),
+            Stage::Record | Stage::RecordAfterGrant => self.txn(now_ms, self.token.clone()),
         })
+    }
+
+    /// The token this claim's calls carry.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    /// Whether etcd refused this claim's token (then the worker's token
+    /// is to be dropped, if it is still this one).
+    pub fn token_refused(&self) -> bool {
+        self.token_refused
     }
 
     fn remaining_ms(&self, now_ms: i64) -> u32 {
         u32::try_from((self.deadline_ms - now_ms).clamp(1, i64::from(MAX_TIMEOUT_MS))).unwrap_or(1)
     }
 
-    fn txn(&self, now_ms: i64) -> Call {
+    fn txn(&self, now_ms: i64, token: Option<String>) -> Call {
         // Create the key only if it was never created (create_revision 0);
         // proto3 JSON: int64 values are strings.
         let body = format!(
@@ -252,6 +346,7 @@ impl Claim {
             path: TXN_PATH,
             body,
             timeout_ms: self.remaining_ms(now_ms),
+            authorization: token,
         }
     }
 
@@ -260,6 +355,7 @@ impl Claim {
             path: GRANT_PATH,
             body: format!(r#"{{"ID":"{}","TTL":"{}"}}"#, self.lease.id, self.lease.ttl),
             timeout_ms: self.remaining_ms(now_ms),
+            authorization: self.token.clone(),
         }
     }
 }
@@ -276,7 +372,12 @@ pub fn failure_detail(answer: &Answer<'_>) -> String {
             let text = object(body)
                 .and_then(|m| m.get("error").and_then(Value::as_str).map(str::to_string))
                 .unwrap_or_else(|| {
-                    String::from_utf8_lossy(&body[..body.len().min(80)]).into_owned()
+                    if (200..300).contains(status) {
+                        // A success's body may hold a token: never logged.
+                        "unexpected answer".to_string()
+                    } else {
+                        String::from_utf8_lossy(&body[..body.len().min(80)]).into_owned()
+                    }
                 });
             let text: String = text
                 .chars()

@@ -32,6 +32,7 @@ pub struct HostStatus(pub u32);
 extern "C" {
     fn proxy_log(level: u32, message_data: *const u8, message_size: usize) -> u32;
     fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
+    fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
     fn proxy_get_buffer_bytes(
         buffer_type: u32,
         start: usize,
@@ -141,6 +142,13 @@ pub fn now_seconds() -> i64 {
     }
 }
 
+/// Calls the root context's `on_tick` every `period_ms`; false if the host
+/// refused.
+pub fn set_tick_period_ms(period_ms: u32) -> bool {
+    // SAFETY: no pointers.
+    unsafe { proxy_set_tick_period_milliseconds(period_ms) == OK }
+}
+
 /// Milliseconds since the epoch; 0 if the host cannot tell (a store call's
 /// budget then looks spent: fails closed).
 pub fn now_millis() -> i64 {
@@ -167,13 +175,17 @@ pub fn dispatch_post(
     path: &str,
     body: &[u8],
     timeout_ms: u32,
+    authorization: Option<&str>,
 ) -> Result<u32, HostStatus> {
-    let headers = vec![
+    let mut headers = vec![
         (":method", "POST"),
         (":path", path),
         (":authority", authority),
         ("content-type", "application/json"),
     ];
+    if let Some(token) = authorization {
+        headers.push(("authorization", token));
+    }
     proxy_wasm::hostcalls::dispatch_http_call(
         cluster,
         headers,

@@ -11,6 +11,7 @@ use mksgate_core::{
     decide, log_line, Audit, Code, Commit, Config, Decision, Deferred, Pending, ReplayStore,
     RequestFacts, Rewrite,
 };
+use std::rc::Rc;
 
 /// The host refused a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +51,11 @@ pub trait Host {
     fn store_outcome(&self, outcome: Outcome, elapsed_ms: i64);
     /// A stream ended while etcd was asked about its link.
     fn store_abandoned(&self);
+    /// The worker's etcd token, if it has one (etcd's access control).
+    fn etcd_token(&self) -> Option<Rc<str>>;
+    /// etcd refused `token`: the worker drops it (if it still holds it)
+    /// and its root context logs in again.
+    fn drop_etcd_token(&self, token: &str);
 }
 
 /// What the proxy does with the request next.
@@ -149,14 +155,27 @@ pub fn on_request_headers<H: Host>(host: &H, config: Option<&Config>) -> Next {
                 }
                 Deferred::Wait(pending) => {
                     let started_ms = host.now_ms();
-                    let (claim, call) = store.claim(pending.one_time(), started_ms);
+                    let token = host.etcd_token();
+                    let (claim, step) =
+                        store.claim(pending.one_time(), started_ms, token.as_deref());
                     let waiting = Box::new(Waiting {
                         pending,
                         claim,
                         started_ms,
                         client,
                     });
-                    send(host, config, store, waiting, &call)
+                    match step {
+                        Step::Send(call) => send(host, config, store, waiting, &call),
+                        Step::Done(outcome) => {
+                            // Only without a token: the worker has not
+                            // logged in to etcd (yet).
+                            host.log_error(&format!(
+                                r#"{{"mksgate":"replay_store","outcome":"{}","detail":"not logged in to etcd"}}"#,
+                                outcome.as_str()
+                            ));
+                            settle(host, config, waiting, outcome)
+                        }
+                    }
                 }
             },
         },
@@ -204,6 +223,13 @@ pub fn on_store_answer<H: Host>(
     match waiting.claim.on_answer(answer, host.now_ms()) {
         Step::Send(call) => send(host, config, store, waiting, &call),
         Step::Done(outcome) => {
+            if let Some(token) = waiting
+                .claim
+                .token()
+                .filter(|_| waiting.claim.token_refused())
+            {
+                host.drop_etcd_token(token);
+            }
             if let Outcome::Unavailable(_) = outcome {
                 // What etcd said, for the operator; never the key or link.
                 host.log_error(&format!(

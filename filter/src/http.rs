@@ -6,10 +6,10 @@
 use crate::abi;
 use crate::console::{self, Host, HostRefused, Next, Waiting};
 use crate::header_map::HeaderMap;
-use crate::host::EnvoySharedData;
+use crate::host::{self, EnvoySharedData};
 use crate::ready::Ready;
 use mksgate_core::audit::DECISION_PROPERTY;
-use mksgate_core::etcd::{Answer, Call, EtcdStore, Outcome, MAX_ANSWER_BYTES};
+use mksgate_core::etcd::{Call, EtcdStore, Outcome};
 use mksgate_core::replay::SharedStore;
 use mksgate_core::{Audit, Code};
 use proxy_wasm::traits::{Context, HttpContext};
@@ -43,6 +43,8 @@ impl Console {
 }
 
 impl Context for Console {
+    /// Envoy ends every stream context this way, a stream reset while
+    /// paused included (the only teardown callback the module exports).
     fn on_done(&mut self) -> bool {
         self.end();
         true
@@ -63,17 +65,9 @@ impl Context for Console {
         let host = Envoy {
             ready: Some(&ready),
         };
-        let (status, body) = abi::http_call_response(body_size, MAX_ANSWER_BYTES);
-        let answer = match (status, &body) {
-            (Some(status), Some(body)) => Answer::Response { status, body },
-            // An oversized body is no answer of etcd's: an error.
-            (Some(_), None) => Answer::Response {
-                status: 0,
-                body: &[],
-            },
-            (None, _) => Answer::NoResponse { timed_out: false },
-        };
-        let next = console::on_store_answer(&host, &ready.config, waiting, answer);
+        let next = host::with_etcd_answer(body_size, |answer| {
+            console::on_store_answer(&host, &ready.config, waiting, answer)
+        });
         let _ = self.next(next);
     }
 }
@@ -91,11 +85,6 @@ impl Console {
 }
 
 impl HttpContext for Console {
-    /// Envoy logs every stream, including one reset while paused.
-    fn on_log(&mut self) {
-        self.end();
-    }
-
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let host = Envoy {
             ready: self.ready.as_deref(),
@@ -173,15 +162,11 @@ impl Host for Envoy<'_> {
     }
 
     fn dispatch(&self, store: &EtcdStore, call: &Call) -> Result<(), HostRefused> {
-        abi::dispatch_post(
-            &store.cluster,
-            &store.authority,
-            call.path,
-            call.body.as_bytes(),
-            call.timeout_ms,
-        )
-        .map(|_token| ())
-        .map_err(|_| HostRefused)
+        if host::dispatch_to_etcd(store, call) {
+            Ok(())
+        } else {
+            Err(HostRefused)
+        }
     }
 
     fn resume(&self) {
@@ -191,6 +176,19 @@ impl Host for Envoy<'_> {
     fn store_outcome(&self, outcome: Outcome, elapsed_ms: i64) {
         if let Some(ready) = self.ready {
             ready.metrics.store_outcome(outcome, elapsed_ms);
+        }
+    }
+
+    fn etcd_token(&self) -> Option<Rc<str>> {
+        self.ready?.etcd_token.borrow().clone()
+    }
+
+    fn drop_etcd_token(&self, token: &str) {
+        if let Some(ready) = self.ready {
+            let mut kept = ready.etcd_token.borrow_mut();
+            if kept.as_deref() == Some(token) {
+                *kept = None;
+            }
         }
     }
 

@@ -8,6 +8,7 @@ mod console;
 mod header_map;
 mod host;
 mod http;
+mod login;
 mod metrics;
 mod ready;
 mod root;

@@ -18,6 +18,8 @@ pub struct Metrics {
     store_latency: Option<u32>,
     /// With the etcd store: streams gone while their call was in flight.
     store_abandoned: Option<u32>,
+    /// With the etcd store: the worker's own logins, succeeded and failed.
+    etcd_login: [Option<u32>; 2],
 }
 
 impl Metrics {
@@ -32,6 +34,11 @@ impl Metrics {
             abi::define_counter("mksgate.replay_store.abandoned").ok()
         } else {
             None
+        };
+        let etcd_login = if etcd {
+            ["ok", "error"].map(|o| abi::define_counter(&format!("mksgate.etcd_auth.{o}")).ok())
+        } else {
+            [None, None]
         };
         let (store, store_latency) = if etcd {
             let counters = Outcome::ALL
@@ -48,6 +55,13 @@ impl Metrics {
             store,
             store_latency,
             store_abandoned,
+            etcd_login,
+        }
+    }
+
+    pub fn etcd_login(&self, ok: bool) {
+        if let Some(id) = self.etcd_login[usize::from(!ok)] {
+            abi::increment(id);
         }
     }
 

@@ -4,8 +4,24 @@
 
 use crate::metrics::Metrics;
 use mksgate_core::Config;
+use std::cell::RefCell;
+use std::rc::Rc;
 
 pub struct Ready {
     pub config: Config,
     pub metrics: Metrics,
+    /// The worker's last etcd token (etcd's access control on): every
+    /// claim starts with it, so only the first, and one after the token
+    /// ends, authenticates.
+    pub etcd_token: RefCell<Option<Rc<str>>>,
+}
+
+impl Ready {
+    pub fn new(config: Config, metrics: Metrics) -> Ready {
+        Ready {
+            config,
+            metrics,
+            etcd_token: RefCell::new(None),
+        }
+    }
 }

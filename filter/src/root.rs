@@ -5,6 +5,7 @@
 use crate::abi;
 use crate::host::EnvoySharedData;
 use crate::http::Console;
+use crate::login::{self, Login};
 use crate::metrics::Metrics;
 use crate::ready::Ready;
 use mksgate_core::{replay, Config, ReplayStore};
@@ -15,9 +16,24 @@ use std::rc::Rc;
 #[derive(Default)]
 pub struct Root {
     ready: Option<Rc<Ready>>,
+    login: Login,
 }
 
-impl Context for Root {}
+impl Context for Root {
+    /// The answer to the root's own etcd login (in the Rust SDK, a call
+    /// made from the root context is answered here).
+    fn on_http_call_response(
+        &mut self,
+        _token_id: u32,
+        _num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        if let Some(ready) = &self.ready {
+            self.login.on_answer(ready, body_size);
+        }
+    }
+}
 
 /// The proxy-wasm ABI this module is built for: it exports
 /// `proxy_abi_version_0_2_1` (proxy-wasm 0.2.5), and Envoy loads a module
@@ -59,11 +75,26 @@ impl RootContext for Root {
             env!("CARGO_PKG_VERSION"),
             PROXY_WASM_ABI,
         );
-        self.ready = Some(Rc::new(Ready {
-            config,
-            metrics: Metrics::define(etcd),
-        }));
+        let ready = Ready::new(config, Metrics::define(etcd));
+        if Login::needed(&ready) && !abi::set_tick_period_ms(login::TICK_MS) {
+            // Claims still log in themselves.
+            log::error!("mksgate: no tick from the host: etcd logins happen per claim");
+        }
+        let carried = self
+            .ready
+            .as_ref()
+            .is_some_and(|old| Login::carry(old, &ready));
+        if !carried {
+            self.login = Login::default();
+        }
+        self.ready = Some(Rc::new(ready));
         true
+    }
+
+    fn on_tick(&mut self) {
+        if let Some(ready) = &self.ready {
+            self.login.on_tick(ready);
+        }
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {

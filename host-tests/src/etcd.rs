@@ -41,7 +41,14 @@ pub struct EtcdCluster {
     dir: PathBuf,
     token: String,
     pub tls: Option<EtcdTls>,
+    /// Once access control is on: root's password and current token, for
+    /// the tests' own reads.
+    root: Mutex<Option<(String, String)>>,
+    token_ttl: Option<u64>,
 }
+
+/// The gateways' etcd user (`deploy/etcd/setup-auth.sh`).
+pub const GATEWAY_USER: &str = "mksgate";
 
 /// The name every etcd member's certificate carries in the shipped
 /// layouts (`envoy/fleet.yaml`, `envoy/istio/etcd.yaml`), which the gateway
@@ -67,6 +74,17 @@ impl EtcdCluster {
     /// (and their IPs) instead of the shipped name: an impostor from the
     /// same CA when it is another name.
     pub fn start_named(ips: &[IpAddr], tls: bool, server_name: &str) -> Result<EtcdCluster> {
+        EtcdCluster::start_full(ips, tls, server_name, None)
+    }
+
+    /// As `start_named`; with `token_ttl`, etcd's simple tokens end after
+    /// that many idle seconds (etcd's `--auth-token-ttl`, 300 by default).
+    pub fn start_full(
+        ips: &[IpAddr],
+        tls: bool,
+        server_name: &str,
+        token_ttl: Option<u64>,
+    ) -> Result<EtcdCluster> {
         let dir = unique_dir("mksgate-etcd")?;
         let tls = if tls {
             let ca = TestCa::new("mksgate test etcd CA")?;
@@ -74,7 +92,9 @@ impl EtcdCluster {
             names.push(server_name.to_string());
             let names: Vec<&str> = names.iter().map(String::as_str).collect();
             let server = ca.issue(&names)?;
-            let client = ca.issue(&["mksgate-gateway"])?;
+            // No common name: etcd refuses one on its JSON gateway while
+            // access control is on.
+            let client = ca.issue_without_common_name(&["mksgate-gateway"])?;
             std::fs::write(dir.join("ca.pem"), ca.cert_pem())?;
             std::fs::write(dir.join("server.pem"), server.chain_pem())?;
             std::fs::write(dir.join("server.key"), &server.key_pem)?;
@@ -103,6 +123,8 @@ impl EtcdCluster {
             dir,
             token,
             tls,
+            root: Mutex::new(None),
+            token_ttl,
         };
         for i in 0..cluster.members.len() {
             cluster.spawn(i)?;
@@ -157,6 +179,10 @@ impl EtcdCluster {
             .arg("new")
             // Fast elections, so failover tests take seconds.
             .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
+            .args([
+                "--auth-token-ttl",
+                &self.token_ttl.unwrap_or(300).to_string(),
+            ])
             .arg("--unsafe-no-fsync");
         if let Some(tls) = &self.tls {
             cmd.arg("--cert-file")
@@ -181,20 +207,114 @@ impl EtcdCluster {
             .collect()
     }
 
+    /// The members' plain URLs (the tests' own reads, as any client).
+    pub fn inspect_addrs(&self) -> Vec<SocketAddr> {
+        (0..self.members.len())
+            .map(|i| self.inspect_addr(i))
+            .collect()
+    }
+
     fn inspect_addr(&self, i: usize) -> SocketAddr {
         let m = &self.members[i];
         SocketAddr::new(m.ip, m.inspect_port)
     }
 
-    /// POST `path` with `body` to member `i`'s plain URL.
-    pub fn post(&self, i: usize, path: &str, body: &str) -> Result<serde_json::Value> {
+    /// Turns etcd's access control on with the shipped
+    /// `deploy/etcd/setup-auth.sh` (through etcdctl, on the TLS client URL
+    /// with the gateways' client certificate): root, and the gateways' user
+    /// with `gateway_password` and the shipped role.
+    pub fn enable_auth(&self, gateway_password: &str) -> Result<()> {
+        let tls = self.tls.as_ref().context("access control needs TLS")?;
+        let cert = tls.dir.join("admin.pem");
+        let key = tls.dir.join("admin.key");
+        std::fs::write(&cert, tls.client.chain_pem())?;
+        std::fs::write(&key, &tls.client.key_pem)?;
+        let root_password = format!("root-{}", crate::link::fresh_jti());
+        let script = mksgate_testkit::paths::workspace_root().join("deploy/etcd/setup-auth.sh");
+        let m = &self.members[0];
+        let out = Command::new("bash")
+            .arg(&script)
+            .env(
+                "ETCDCTL_ENDPOINTS",
+                format!("https://{}:{}", m.ip, m.client_port),
+            )
+            .env("ETCDCTL_CACERT", tls.dir.join("ca.pem"))
+            .env("ETCDCTL_CERT", &cert)
+            .env("ETCDCTL_KEY", &key)
+            .env("ROOT_PASSWORD", &root_password)
+            .env("MKSGATE_PASSWORD", gateway_password)
+            .output()
+            .context("running deploy/etcd/setup-auth.sh (etcdctl: scripts/setup.sh installs it)")?;
+        if !out.status.success() {
+            bail!(
+                "setup-auth.sh: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        *self.root.lock().unwrap_or_else(|e| e.into_inner()) = Some((root_password, String::new()));
+        self.root_token_refresh(0)?;
+        Ok(())
+    }
+
+    /// Authenticates `user` at member `i`: its token, or etcd's refusal.
+    pub fn authenticate(&self, i: usize, user: &str, password: &str) -> Result<String> {
+        let body = serde_json::json!({"name": user, "password": password}).to_string();
         let r = http::request(
             self.inspect_addr(i),
             "POST",
-            path,
-            body,
+            "/v3/auth/authenticate",
+            &body,
             Duration::from_secs(3),
         )?;
+        let v: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
+        match v["token"].as_str() {
+            Some(t) if r.status == 200 => Ok(t.to_string()),
+            _ => bail!("etcd authenticate {user}: {} {}", r.status, r.body),
+        }
+    }
+
+    fn root_token_refresh(&self, i: usize) -> Result<()> {
+        let password = match &*self.root.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some((password, _)) => password.clone(),
+            None => return Ok(()),
+        };
+        let token = self.authenticate(i, "root", &password)?;
+        *self.root.lock().unwrap_or_else(|e| e.into_inner()) = Some((password, token));
+        Ok(())
+    }
+
+    /// POST `path` with `body` to member `i`'s plain URL (as root once
+    /// access control is on).
+    pub fn post(&self, i: usize, path: &str, body: &str) -> Result<serde_json::Value> {
+        let root_token = || {
+            self.root
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+                .map(|(_, token)| token.clone())
+        };
+        let send = |token: Option<String>| {
+            let headers: Vec<(&str, &str)> = token
+                .as_deref()
+                .map(|t| vec![("authorization", t)])
+                .unwrap_or_default();
+            http::request_with(
+                self.inspect_addr(i),
+                "POST",
+                path,
+                &headers,
+                body,
+                Duration::from_secs(3),
+            )
+        };
+        let mut r = send(root_token())?;
+        if r.status == 401 && root_token().is_some() {
+            // root's token ended (a restart forgets simple tokens): log in
+            // again, once.
+            self.root_token_refresh(i)?;
+            r = send(root_token())?;
+        }
         if r.status != 200 {
             bail!("etcd {path}: {} {}", r.status, r.body);
         }

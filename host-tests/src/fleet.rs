@@ -30,6 +30,8 @@ pub struct Fleet {
     pub addrs: Vec<SocketAddr>,
     pub standins: Vec<Standin>,
     pub cert: CertKey,
+    /// The gateways' etcd password (user `etcd::GATEWAY_USER`).
+    pub etcd_password: String,
     secret: Vec<u8>,
     yaml: String,
     opts: EnvoyOpts,
@@ -44,13 +46,19 @@ impl Fleet {
     /// As `start`, with `edits` made to the shipped file first (each must
     /// find its text): for a test that needs other link lifetimes.
     pub async fn start_with(n: usize, concurrency: u32, edits: &[(&str, &str)]) -> Result<Fleet> {
-        Fleet::start_full(n, concurrency, edits, crate::etcd::SERVER_NAME).await
+        Fleet::start_full(n, concurrency, edits, crate::etcd::SERVER_NAME, None).await
+    }
+
+    /// One gateway in front of an etcd whose simple tokens end after
+    /// `seconds` idle.
+    pub async fn start_with_etcd_token_ttl(seconds: u64) -> Result<Fleet> {
+        Fleet::start_full(1, 1, &[], crate::etcd::SERVER_NAME, Some(seconds)).await
     }
 
     /// One gateway in front of an etcd whose certificate, from the right
     /// CA, names `server_name` instead of the shipped name.
     pub async fn start_with_etcd_named(server_name: &str) -> Result<Fleet> {
-        Fleet::start_full(1, 1, &[], server_name).await
+        Fleet::start_full(1, 1, &[], server_name, None).await
     }
 
     async fn start_full(
@@ -58,12 +66,19 @@ impl Fleet {
         concurrency: u32,
         edits: &[(&str, &str)],
         etcd_name: &str,
+        token_ttl: Option<u64>,
     ) -> Result<Fleet> {
         // Not spawn_blocking: the members die with the thread that started
         // them (PR_SET_PDEATHSIG), and tokio ends idle blocking threads
         // after 10 s. A runtime worker lives as long as the test.
-        let etcd =
-            tokio::task::block_in_place(|| EtcdCluster::start_named(&etcd_ips(), true, etcd_name))?;
+        let etcd_password = format!("gw-{}", link::fresh_jti());
+        let etcd = tokio::task::block_in_place(|| -> Result<EtcdCluster> {
+            let etcd = EtcdCluster::start_full(&etcd_ips(), true, etcd_name, token_ttl)?;
+            // Access control on, as shipped: the gateways log in as the
+            // shipped role's user.
+            etcd.enable_auth(&etcd_password)?;
+            Ok(etcd)
+        })?;
         let mut standins = Vec::new();
         for (i, (host, _)) in shipped::STATIC_HOSTS.iter().enumerate() {
             let ip = loopback(2 + u8::try_from(i)?);
@@ -81,10 +96,16 @@ impl Fleet {
         let tls = etcd.tls.as_ref().context("the fleet's etcd runs TLS")?;
         let opts = EnvoyOpts {
             concurrency: concurrency.max(1),
-            env: vec![(
-                shipped::KEY_ENV.to_string(),
-                mksgate_core::jws::encode_secret(&secret),
-            )],
+            env: vec![
+                (
+                    shipped::KEY_ENV.to_string(),
+                    mksgate_core::jws::encode_secret(&secret),
+                ),
+                (
+                    shipped::ETCD_PASSWORD_ENV.to_string(),
+                    etcd_password.clone(),
+                ),
+            ],
             files: vec![
                 (
                     shipped::GATEWAY_CERT_FILE.into(),
@@ -114,6 +135,7 @@ impl Fleet {
             addrs: Vec::new(),
             standins,
             cert,
+            etcd_password,
             secret,
             yaml,
             opts,
@@ -131,6 +153,23 @@ impl Fleet {
             .await
             .context("starting a fleet gateway")?;
         let port = envoy.port_for(shipped::LISTENER).await?;
+        // Ready as an operator would see it: every VM logged in to
+        // etcd (`wasmcustom.mksgate.etcd_auth.ok`), or 10 s gone (a test
+        // of a broken etcd then sees what clients would).
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            let logins = envoy
+                .stats()
+                .await?
+                .get("wasmcustom.mksgate.etcd_auth.ok")
+                .copied()
+                .unwrap_or(0);
+            // One login per worker, and one by the main thread's VM.
+            if logins > u64::from(self.opts.concurrency) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         Ok((envoy, SocketAddr::new(loopback(1), port)))
     }
 

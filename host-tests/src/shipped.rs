@@ -120,6 +120,8 @@ fn static_clusters_from(text: &str, esxi: &[Upstream; 2]) -> Result<String> {
 
 /// Files `fleet.yaml` points at for Envoy's client certificate to etcd.
 pub const ETCD_CLIENT_CERT_FILE: &str = "etcd-client.crt";
+/// Where `envoy/fleet.yaml` hands the VM the gateways' etcd password.
+pub const ETCD_PASSWORD_ENV: &str = "MKSGATE_ETCD_PASSWORD";
 pub const ETCD_CLIENT_KEY_FILE: &str = "etcd-client.key";
 pub const ETCD_CA_FILE: &str = "etcd-ca.crt";
 

@@ -88,6 +88,18 @@ async fn every_link_is_admitted_once_across_the_fleet() {
             "{LINKS} links x {TIMES} x 2 gateways at once, in {took:.1?}: {t:?}; etcd keys: {}",
             fleet.etcd.count("/mksgate/links/").unwrap()
         );
+        for g in 0..2 {
+            let log = fleet.gateways[g].log();
+            let mut details: BTreeMap<&str, usize> = BTreeMap::new();
+            for line in log
+                .lines()
+                .filter(|l| l.contains(r#""mksgate":"replay_store""#))
+            {
+                let d = line.split(r#""detail":"#).nth(1).unwrap_or(line);
+                *details.entry(d).or_default() += 1;
+            }
+            println!("gateway {g} store failures: {details:?}");
+        }
         for (i, replies) in all.iter().enumerate() {
             assert_eq!(upgraded(replies), 1, "link {i}: {replies:?}");
             for r in replies.iter().filter(|r| r.status != 101) {

@@ -114,8 +114,16 @@ impl Drop for Etc {
     }
 }
 
+/// The VM's environment the shipped layouts name: the key, and the fleet
+/// layout's etcd password.
 fn key_env() -> Vec<(String, String)> {
-    vec![(KEY_ENV.to_string(), encode_secret(&[7u8; 32]))]
+    vec![
+        (KEY_ENV.to_string(), encode_secret(&[7u8; 32])),
+        (
+            mksgate_host_tests::shipped::ETCD_PASSWORD_ENV.to_string(),
+            "etcd-password".to_string(),
+        ),
+    ]
 }
 
 fn validate(name: &str, config: &str) {
@@ -200,6 +208,21 @@ fn fleet_is_static_clusters_but_for_the_etcd_store() {
     assert_eq!(plugin, static_plugin);
     wasm_filter_mut(&mut listener)["config"]["configuration"]["value"] = Value::Null;
     wasm_filter_mut(&mut static_listener)["config"]["configuration"]["value"] = Value::Null;
+    // The VM is also handed the etcd user's password.
+    let env = &mut wasm_filter_mut(&mut listener)["config"]["vm_config"]["environment_variables"]
+        ["host_env_keys"];
+    assert_eq!(
+        env.as_array_mut().unwrap().pop().unwrap(),
+        mksgate_host_tests::shipped::ETCD_PASSWORD_ENV
+    );
+    assert_eq!(
+        store["etcd"]["auth"]["password_env"],
+        mksgate_host_tests::shipped::ETCD_PASSWORD_ENV
+    );
+    assert_eq!(
+        store["etcd"]["auth"]["user"],
+        mksgate_host_tests::etcd::GATEWAY_USER
+    );
     assert_eq!(listener, static_listener);
     fleet["static_resources"]["listeners"][0] = Value::Null;
     // The store's counters get their outcome as a label, like the codes.

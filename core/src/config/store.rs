@@ -1,11 +1,12 @@
 //! `replay_store`: where one-time links are recorded.
 
 use super::fields::{as_object, refuse_unknown, ConfigError};
-use crate::etcd::{self, EtcdStore};
+use crate::etcd::{self, EtcdAuth, EtcdStore};
 use serde_json::Value;
 
 const REPLAY_STORE_FIELDS: &[&str] = &["etcd"];
-const ETCD_FIELDS: &[&str] = &["cluster", "authority", "key_prefix", "timeout_ms"];
+const ETCD_FIELDS: &[&str] = &["cluster", "authority", "key_prefix", "timeout_ms", "auth"];
+const AUTH_FIELDS: &[&str] = &["user", "password_env"];
 
 /// Where one-time links are recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +22,7 @@ pub(super) fn parse_replay_store(
     one_time_links: bool,
     max_ttl_seconds: i64,
     clock_skew_seconds: i64,
+    env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<ReplayStore, ConfigError> {
     let Some(value) = value else {
         return Ok(ReplayStore::Local);
@@ -83,14 +85,66 @@ pub(super) fn parse_replay_store(
             }
         },
     };
-    Ok(ReplayStore::Etcd(EtcdStore::new(
-        cluster,
-        authority,
-        key_prefix,
-        timeout_ms,
-        max_ttl_seconds,
-        clock_skew_seconds,
-    )))
+    let auth = match map.get("auth") {
+        None => None,
+        Some(value) => Some(parse_auth(value, &field("auth"), env)?),
+    };
+    Ok(ReplayStore::Etcd(
+        EtcdStore::new(
+            cluster,
+            authority,
+            key_prefix,
+            timeout_ms,
+            max_ttl_seconds,
+            clock_skew_seconds,
+        )
+        .with_auth(auth),
+    ))
+}
+
+/// `auth`: etcd's user for the gateways, and the VM environment variable
+/// that holds its password (never the password itself in the config).
+fn parse_auth(
+    value: &Value,
+    at: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<EtcdAuth, ConfigError> {
+    let map = as_object(value, at)?;
+    refuse_unknown(map, AUTH_FIELDS, at)?;
+    let user = match map.get("user") {
+        None => return Err(ConfigError::new(format!("{at}.user"), "is required")),
+        Some(Value::String(u)) if etcd::valid_user(u) => u,
+        Some(_) => {
+            return Err(ConfigError::new(
+                format!("{at}.user"),
+                "must be 1 to 64 printable ASCII characters without spaces",
+            ))
+        }
+    };
+    let field = format!("{at}.password_env");
+    let name = match map.get("password_env") {
+        None => return Err(ConfigError::new(field, "is required")),
+        Some(Value::String(n)) if !n.is_empty() => n,
+        Some(_) => {
+            return Err(ConfigError::new(
+                field,
+                "must be an environment variable name",
+            ))
+        }
+    };
+    let Some(password) = env(name) else {
+        return Err(ConfigError::new(
+            field,
+            format!("environment variable {name} is not set in the VM"),
+        ));
+    };
+    if !etcd::valid_password(&password) {
+        return Err(ConfigError::new(
+            field,
+            format!("environment variable {name} must hold 1 to 256 bytes"),
+        ));
+    }
+    Ok(EtcdAuth::new(user, &password))
 }
 
 fn valid_cluster_name(name: &str) -> bool {

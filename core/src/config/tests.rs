@@ -360,6 +360,67 @@ fn replay_store_errors_name_the_field() {
     assert!(e.reason.contains("one_time_links"), "{e}");
 }
 
+/// etcd's access control: a user, and the VM environment variable that
+/// holds its password; each error names its field, and no error or
+/// `Debug` print carries the password.
+#[test]
+fn replay_store_etcd_auth_takes_its_password_from_the_environment() {
+    let env = |name: &str| match name {
+        "ETCD_PW" => Some("s3cr3t-pw".to_string()),
+        "LONG_PW" => Some("x".repeat(257)),
+        _ => None,
+    };
+    let with_auth = |auth: serde_json::Value| {
+        with_store(json!({"etcd": {"cluster": "c", "auth": auth}})).to_string()
+    };
+    let good = with_auth(json!({"user": "mksgate", "password_env": "ETCD_PW"}));
+    let c = Config::parse(good.as_bytes(), &env).unwrap();
+    let ReplayStore::Etcd(store) = &c.replay_store else {
+        panic!("expected etcd");
+    };
+    assert_eq!(store.auth().map(|a| a.user()), Some("mksgate"));
+    assert!(!format!("{c:?}").contains("s3cr3t"));
+    for (auth, field) in [
+        (
+            json!({"password_env": "ETCD_PW"}),
+            "replay_store.etcd.auth.user",
+        ),
+        (
+            json!({"user": "", "password_env": "ETCD_PW"}),
+            "replay_store.etcd.auth.user",
+        ),
+        (
+            json!({"user": "a b", "password_env": "ETCD_PW"}),
+            "replay_store.etcd.auth.user",
+        ),
+        (json!({"user": "u"}), "replay_store.etcd.auth.password_env"),
+        (
+            json!({"user": "u", "password_env": "UNSET"}),
+            "replay_store.etcd.auth.password_env",
+        ),
+        (
+            json!({"user": "u", "password_env": "LONG_PW"}),
+            "replay_store.etcd.auth.password_env",
+        ),
+        (
+            json!({"user": "u", "password_env": 3}),
+            "replay_store.etcd.auth.password_env",
+        ),
+        (
+            json!({"user": "u", "password": "inline"}),
+            "replay_store.etcd.auth.password",
+        ),
+        (json!("mksgate"), "replay_store.etcd.auth"),
+    ] {
+        let e = Config::parse(with_auth(auth.clone()).as_bytes(), &env).unwrap_err();
+        assert_eq!(e.field, field, "{auth} -> {e}");
+        assert!(
+            !e.to_string().contains("s3cr3t") && !e.to_string().contains("xxxx"),
+            "{e}"
+        );
+    }
+}
+
 #[test]
 fn rewrite_authority_defaults_on_and_stays_on_with_suffixes() {
     assert!(parse(&minimal()).unwrap().upstreams.rewrite_authority);

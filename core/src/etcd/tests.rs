@@ -34,7 +34,9 @@ fn ok(body: &[u8]) -> Answer<'_> {
 
 #[test]
 fn first_call_is_the_create_if_absent_transaction() {
-    let (_, call) = store().claim(&one_time(), NOW_MS);
+    let (_, Step::Send(call)) = store().claim(&one_time(), NOW_MS, None) else {
+        panic!("no call")
+    };
     assert_eq!(call.path, TXN_PATH);
     assert_eq!(call.timeout_ms, 1500);
     let body: Value = serde_json::from_str(&call.body).unwrap();
@@ -72,12 +74,12 @@ fn keys_are_the_prefix_and_a_hash_never_the_jti() {
 
 #[test]
 fn created_is_recorded_and_existed_is_replayed() {
-    let (mut claim, _) = store().claim(&one_time(), NOW_MS);
+    let (mut claim, _) = store().claim(&one_time(), NOW_MS, None);
     assert_eq!(
         claim.on_answer(ok(CREATED), NOW_MS + 5),
         Step::Done(Outcome::Recorded)
     );
-    let (mut claim, _) = store().claim(&one_time(), NOW_MS);
+    let (mut claim, _) = store().claim(&one_time(), NOW_MS, None);
     assert_eq!(
         claim.on_answer(ok(EXISTED), NOW_MS + 5),
         Step::Done(Outcome::Replayed)
@@ -86,7 +88,7 @@ fn created_is_recorded_and_existed_is_replayed() {
 
 #[test]
 fn a_missing_lease_is_granted_then_the_transaction_sent_once_more() {
-    let (mut claim, _) = store().claim(&one_time(), NOW_MS);
+    let (mut claim, _) = store().claim(&one_time(), NOW_MS, None);
     let lease = store().lease_for(one_time().remember_until, NOW_MS / 1000);
     let missing = Answer::Response {
         status: 404,
@@ -144,7 +146,7 @@ fn everything_else_is_unavailable_never_recorded() {
         (201, CREATED),
     ];
     for (status, body) in answers {
-        let (mut claim, _) = store().claim(&one_time(), NOW_MS);
+        let (mut claim, _) = store().claim(&one_time(), NOW_MS, None);
         let step = claim.on_answer(
             Answer::Response {
                 status: *status,
@@ -162,7 +164,7 @@ fn everything_else_is_unavailable_never_recorded() {
     let mut oversized = br#"{"header":{},"succeeded":true,"x":""#.to_vec();
     oversized.resize(MAX_ANSWER_BYTES + 10, b'a');
     oversized.extend_from_slice(b"\"}");
-    let (mut claim, _) = store().claim(&one_time(), NOW_MS);
+    let (mut claim, _) = store().claim(&one_time(), NOW_MS, None);
     assert_eq!(
         claim.on_answer(ok(&oversized), NOW_MS + 1),
         Step::Done(Outcome::Unavailable(Failure::Error))
@@ -171,7 +173,7 @@ fn everything_else_is_unavailable_never_recorded() {
 
 #[test]
 fn no_answer_is_a_timeout_once_the_budget_is_spent_and_an_error_before() {
-    let (mut claim, _) = store().claim(&one_time(), NOW_MS);
+    let (mut claim, _) = store().claim(&one_time(), NOW_MS, None);
     let timed_out = Answer::NoResponse { timed_out: false };
     assert_eq!(
         claim.clone().on_answer(timed_out, NOW_MS + 3),
@@ -186,7 +188,7 @@ fn no_answer_is_a_timeout_once_the_budget_is_spent_and_an_error_before() {
         Step::Done(Outcome::Unavailable(Failure::Timeout))
     );
     // A grant that would start after the budget is not sent.
-    let (mut claim, _) = store().claim(&one_time(), NOW_MS);
+    let (mut claim, _) = store().claim(&one_time(), NOW_MS, None);
     let missing = Answer::Response {
         status: 404,
         body: NO_LEASE,
@@ -239,7 +241,7 @@ fn key_prefixes() {
 
 #[test]
 fn a_504_is_a_timeout_and_failures_are_described_printably() {
-    let (mut claim, _) = store().claim(&one_time(), NOW_MS);
+    let (mut claim, _) = store().claim(&one_time(), NOW_MS, None);
     let envoy_timeout = Answer::Response {
         status: 504,
         body: b"upstream request timeout",

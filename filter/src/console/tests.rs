@@ -26,7 +26,8 @@ fn config_with(extra: serde_json::Value) -> Config {
     for (key, value) in extra.as_object().unwrap() {
         json[key] = value.clone();
     }
-    Config::parse(json.to_string().as_bytes(), &|_| None).unwrap()
+    let env = |name: &str| (name == "ETCD_PASSWORD").then(|| "pw".to_string());
+    Config::parse(json.to_string().as_bytes(), &env).unwrap()
 }
 
 fn link(jti: &str) -> String {
@@ -62,6 +63,8 @@ enum Call {
     Info(String),
     Error(String),
     Dispatch(&'static str, String),
+    /// The `authorization` header of the last call dispatched.
+    Authorization(Option<String>),
     Resume,
     StoreOutcome(Outcome),
     StoreAbandoned,
@@ -73,6 +76,7 @@ struct Mock {
     headers: Option<Vec<u8>>,
     calls: RefCell<Vec<Call>>,
     store: EnvoyLikeStore,
+    etcd_token: RefCell<Option<std::rc::Rc<str>>>,
     refuse_header_writes: bool,
     refuse_dispatch: bool,
     now_ms: std::cell::Cell<i64>,
@@ -226,6 +230,11 @@ impl Host for Mock {
         self.calls
             .borrow_mut()
             .push(Call::Dispatch(call.path, call.body.clone()));
+        if call.authorization.is_some() || call.path == mksgate_core::etcd::AUTHENTICATE_PATH {
+            self.calls
+                .borrow_mut()
+                .push(Call::Authorization(call.authorization.clone()));
+        }
         if self.refuse_dispatch {
             Err(HostRefused)
         } else {
@@ -240,6 +249,15 @@ impl Host for Mock {
     }
     fn store_abandoned(&self) {
         self.calls.borrow_mut().push(Call::StoreAbandoned);
+    }
+    fn etcd_token(&self) -> Option<std::rc::Rc<str>> {
+        self.etcd_token.borrow().clone()
+    }
+    fn drop_etcd_token(&self, token: &str) {
+        let mut kept = self.etcd_token.borrow_mut();
+        if kept.as_deref() == Some(token) {
+            *kept = None;
+        }
     }
 }
 
@@ -516,6 +534,79 @@ fn with_etcd_a_stream_gone_while_waiting_is_counted_as_abandoned() {
     assert!(
         !line.contains("j-gone") && !line.contains(&path[15..]),
         "{line}"
+    );
+}
+
+/// etcd's access control: claims carry the worker's token; without one a
+/// claim is `replay_unavailable` at once (no call, no login); a token etcd
+/// refuses is dropped so the root context logs in again.
+#[test]
+fn with_etcd_auth_claims_carry_the_workers_token_and_drop_a_refused_one() {
+    const BAD_TOKEN: &[u8] = br#"{"error":"etcdserver: invalid auth token","message":"etcdserver: invalid auth token","code":16}"#;
+    let config = config_with(serde_json::json!({
+        "replay_store": {"etcd": {"cluster": "mksgate_etcd", "authority": "etcd",
+            "auth": {"user": "mksgate", "password_env": "ETCD_PASSWORD"}}}
+    }));
+    let answer = |status, body| Answer::Response { status, body };
+
+    // Not logged in yet: refused at once, nothing sent to etcd.
+    let mock = Mock::upgrade(&link("j-auth-0"), &[]);
+    assert_eq!(kind(on_request_headers(&mock, Some(&config))), "stop");
+    let calls = mock.calls();
+    assert!(
+        !calls.iter().any(|c| matches!(c, Call::Dispatch(..))),
+        "{calls:?}"
+    );
+    assert!(calls.contains(&Call::Decision(Code::ReplayUnavailable)));
+    assert!(calls
+        .iter()
+        .any(|c| matches!(c, Call::Error(l) if l.contains("not logged in to etcd"))));
+
+    // Logged in: the transaction carries the token.
+    let mock = Mock::upgrade(&link("j-auth-1"), &[]);
+    *mock.etcd_token.borrow_mut() = Some("tok.1".into());
+    let waiting = wait_on_etcd(&mock, &config);
+    assert!(
+        matches!(
+            &mock.calls()[..],
+            [Call::Set(..), Call::Dispatch("/v3/kv/txn", _), Call::Authorization(Some(t))] if t == "tok.1"
+        ),
+        "{:?}",
+        mock.calls()
+    );
+    assert_eq!(
+        kind(on_store_answer(
+            &mock,
+            &config,
+            waiting,
+            answer(200, CREATED)
+        )),
+        "continue"
+    );
+    assert_eq!(mock.etcd_token.borrow().as_deref(), Some("tok.1"));
+
+    // etcd refuses the token: this link is replay_unavailable, and the
+    // worker drops the token.
+    let mock = Mock::upgrade(&link("j-auth-2"), &[]);
+    *mock.etcd_token.borrow_mut() = Some("tok.1".into());
+    let waiting = wait_on_etcd(&mock, &config);
+    mock.calls.borrow_mut().clear();
+    assert_eq!(
+        kind(on_store_answer(
+            &mock,
+            &config,
+            waiting,
+            answer(401, BAD_TOKEN)
+        )),
+        "stop"
+    );
+    assert!(mock
+        .calls()
+        .contains(&Call::Decision(Code::ReplayUnavailable)));
+    assert_eq!(
+        *mock.etcd_token.borrow(),
+        None,
+        "the refused token is dropped"
     );
 }
 

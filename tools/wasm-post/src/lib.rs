@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 /// context's `on_log`, a no-op unless overridden; mksgate and the noop
 /// filter override none), every other HTTP callback (`proxy_on_request_body`,
 /// `_trailers`, `_metadata`, `proxy_on_response_*`), the gRPC out-call
-/// callbacks (`proxy_on_grpc_*`), `proxy_on_tick`,
+/// callbacks (`proxy_on_grpc_*`),
 /// `proxy_on_queue_ready`, `proxy_on_foreign_function`, and the
 /// network-filter callbacks (`proxy_on_new_connection`,
 /// `proxy_on_downstream_data`, `proxy_on_upstream_data`,
@@ -76,6 +76,10 @@ pub const KEEP: &[(&str, &str)] = &[
     (
         "proxy_on_http_call_response",
         "etcd's answers (one-time links across a fleet); without it a request waiting for etcd hangs",
+    ),
+    (
+        "proxy_on_tick",
+        "root context: the etcd login (etcd's access control); without it no worker ever logs in",
     ),
     (
         "proxy_on_done",

@@ -24,6 +24,7 @@ pub const SHIPPED_EXPORTS: &[&str] = &[
     "proxy_on_configure",
     "proxy_on_request_headers",
     "proxy_on_http_call_response",
+    "proxy_on_tick",
     "proxy_on_done",
     "proxy_on_delete",
 ];
@@ -40,7 +41,6 @@ pub const REMOVED_CALLBACKS: &[&str] = &[
     "proxy_on_grpc_receive",
     "proxy_on_grpc_receive_trailing_metadata",
     "proxy_on_grpc_close",
-    "proxy_on_tick",
     "proxy_on_queue_ready",
     "proxy_on_foreign_function",
     "proxy_on_new_connection",
