@@ -225,6 +225,17 @@ fn fleet_is_static_clusters_but_for_the_etcd_store() {
     );
     assert_eq!(listener, static_listener);
     fleet["static_resources"]["listeners"][0] = Value::Null;
+    // etcd's answers are bounded before Envoy buffers them.
+    let runtime = fleet
+        .as_object_mut()
+        .unwrap()
+        .remove("layered_runtime")
+        .unwrap();
+    assert_eq!(
+        runtime["layers"][0]["static_layer"]["http.async_response_buffer_limit"],
+        mksgate_core::etcd::MAX_ANSWER_BYTES as u64
+    );
+    assert_eq!(etcd["per_connection_buffer_limit_bytes"], 65536);
     // The store's counters get their outcome as a label, like the codes.
     let tags = fleet["stats_config"]["stats_tags"].as_array_mut().unwrap();
     let outcome = tags.pop().unwrap();
