@@ -106,6 +106,19 @@ impl Envoy {
         self.process.log()
     }
 
+    /// [`Self::log`] once `done` holds for it (Envoy flushes its log file
+    /// now and then, later on some versions), or as it is after `within`.
+    pub async fn wait_log(&self, within: Duration, done: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let log = self.log();
+            if done(&log) || std::time::Instant::now() >= deadline {
+                return log;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// The last `lines` lines of [`Self::log`].
     pub fn log_tail(&self, lines: usize) -> String {
         self.process.log_tail(lines)

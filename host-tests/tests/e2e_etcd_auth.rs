@@ -133,7 +133,11 @@ async fn a_wrong_login_refuses_every_link_and_says_so_without_the_password() {
         assert_eq!(upstream, 0);
         let logins = fleet.counters(0, "etcd_auth").await.unwrap();
         assert!(logins["error"] >= 1 && logins["ok"] == 0, "{logins:?}");
-        let log = fleet.gateways[0].log();
+        let log = fleet.gateways[0]
+            .wait_log(Duration::from_secs(10), |l| {
+                l.contains("invalid user ID or password") && l.contains("not logged in to etcd")
+            })
+            .await;
         assert!(
             log.contains("etcdserver: authentication failed, invalid user ID or password"),
             "the refusal is logged"
@@ -186,7 +190,9 @@ async fn a_token_etcd_refuses_is_replaced_by_a_new_login() {
         assert!(refused >= 1, "etcd took an ended token");
         assert!(back < Duration::from_secs(2), "{back:?}");
         assert!(logins["ok"] > before, "the worker logged in again: {logins:?}");
-        let log = fleet.gateways[0].log();
+        let log = fleet.gateways[0]
+            .wait_log(Duration::from_secs(10), |l| l.contains("invalid auth token"))
+            .await;
         assert!(log.contains("etcdserver: invalid auth token"), "the refusal is logged");
         // The link used before is still spent.
         assert_eq!(fire(&fleet, 0, &path).await.decision.as_deref(), Some("replayed"));

@@ -423,8 +423,13 @@ async fn a_client_gone_while_etcd_is_asked_reaches_no_upstream() {
         // cancelled the calls, so no outcome came back).
         assert_eq!(store["abandoned"], GONE, "{store:?}");
         assert_eq!(store["recorded"] + store["timeout"] + store["error"], 0);
-        let log = fleet.gateways[0].log();
-        let lines = log.matches(r#""outcome":"abandoned""#).count();
+        let abandoned = r#""outcome":"abandoned""#;
+        let log = fleet.gateways[0]
+            .wait_log(Duration::from_secs(10), |l| {
+                l.matches(abandoned).count() as u64 >= GONE
+            })
+            .await;
+        let lines = log.matches(abandoned).count();
         assert_eq!(lines as u64, GONE, "one log line per abandoned call");
         // The VM is fine and the next link gets in.
         let stats = fleet.gateways[0].stats().await.unwrap();
