@@ -111,3 +111,35 @@ fn every_readme_reference_names_a_section() {
         "README sections that do not exist: {missing:#?}"
     );
 }
+
+/// `docs/ARCHITECTURE.md` names files and folders a newcomer will open:
+/// each backticked path in it (`core/src/code.rs`, `envoy/`) exists.
+#[test]
+fn the_architecture_page_names_real_files() {
+    let root = workspace_root();
+    let text = std::fs::read_to_string(root.join("docs/ARCHITECTURE.md")).unwrap();
+    let mut checked = 0;
+    let mut missing = Vec::new();
+    for (i, part) in text.split('`').enumerate() {
+        // Odd parts are inside backticks; a path has a `/` and no spaces.
+        let looks_like_path = i % 2 == 1
+            && part.contains('/')
+            && !part.contains(' ')
+            && !part.starts_with('/')
+            && part
+                .split('/')
+                .next()
+                .is_some_and(|top| root.join(top).is_dir());
+        if looks_like_path {
+            checked += 1;
+            if !root.join(part).exists() {
+                missing.push(part.to_string());
+            }
+        }
+    }
+    assert!(checked >= 20, "only {checked} paths found");
+    assert!(
+        missing.is_empty(),
+        "docs/ARCHITECTURE.md names missing paths: {missing:?}"
+    );
+}
