@@ -13,6 +13,11 @@ const MAX_LOGGED: usize = 128;
 /// access log: `%FILTER_STATE(wasm.mksgate_decision:PLAIN)%`.
 pub const DECISION_PROPERTY: &str = "mksgate_decision";
 
+/// Filter-state key of why the filter ended a console (`console_exp`,
+/// `max_console`), set when it ends it; absent when the client or ESXi
+/// ended it. The access log's end line prints it.
+pub const END_PROPERTY: &str = "mksgate_end";
+
 /// Filter-state keys of the audit's fields, in [`Audit::properties`] order;
 /// a field the decision did not learn is not set (the access log shows
 /// `null`). The cluster is Envoy's own `%UPSTREAM_CLUSTER%`, the one the

@@ -49,6 +49,9 @@ pub struct Claims<'a> {
     pub nbf: Option<NumericDate>,
     #[serde(default)]
     pub iat: Option<NumericDate>,
+    /// When the console opened with this link is closed.
+    #[serde(default)]
+    pub console_exp: Option<NumericDate>,
     #[serde(borrow, default)]
     pub iss: Option<Cow<'a, str>>,
     #[serde(borrow, default)]

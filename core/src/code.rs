@@ -15,6 +15,9 @@ pub enum Code {
     Expired,
     NotYetValid,
     TtlTooLong,
+    /// The link's `console_exp` is already past: the console would close
+    /// at once.
+    ConsoleExpired,
     WrongAudience,
     WrongIssuer,
     BadTarget,
@@ -41,7 +44,7 @@ pub enum Code {
 }
 
 impl Code {
-    pub const ALL: [Code; 21] = [
+    pub const ALL: [Code; 22] = [
         Code::Admitted,
         Code::MalformedRequest,
         Code::NotWebsocket,
@@ -51,6 +54,7 @@ impl Code {
         Code::Expired,
         Code::NotYetValid,
         Code::TtlTooLong,
+        Code::ConsoleExpired,
         Code::WrongAudience,
         Code::WrongIssuer,
         Code::BadTarget,
@@ -82,6 +86,7 @@ impl Code {
             Code::Expired => "expired",
             Code::NotYetValid => "not_yet_valid",
             Code::TtlTooLong => "ttl_too_long",
+            Code::ConsoleExpired => "console_expired",
             Code::WrongAudience => "wrong_audience",
             Code::WrongIssuer => "wrong_issuer",
             Code::BadTarget => "bad_target",
@@ -113,6 +118,7 @@ impl Code {
             | Code::Expired
             | Code::NotYetValid
             | Code::TtlTooLong
+            | Code::ConsoleExpired
             | Code::WrongAudience
             | Code::WrongIssuer
             | Code::HostNotAllowed

@@ -30,6 +30,8 @@ pub const DEFAULT_CLOCK_SKEW_SECONDS: i64 = 30;
 pub const DEFAULT_MAX_TTL_SECONDS: i64 = 300;
 pub const MAX_CLOCK_SKEW_SECONDS: i64 = 300;
 pub const MAX_MAX_TTL_SECONDS: i64 = 86_400;
+/// The longest `max_console_seconds`: a week.
+pub const MAX_MAX_CONSOLE_SECONDS: i64 = 604_800;
 
 /// The compiled configuration.
 #[derive(Debug, Clone)]
@@ -43,6 +45,8 @@ pub struct Config {
     pub issuer: Option<String>,
     pub clock_skew_seconds: i64,
     pub max_ttl_seconds: i64,
+    /// Every console admitted is closed this long after its admission.
+    pub max_console_seconds: Option<i64>,
     pub one_time_links: bool,
     /// Lower-cased serialized origins; `None` means the Origin is not checked
     /// (beyond the `origin` claim).
@@ -64,6 +68,7 @@ const ROOT_FIELDS: &[&str] = &[
     "issuer",
     "clock_skew_seconds",
     "max_ttl_seconds",
+    "max_console_seconds",
     "one_time_links",
     "allowed_origins",
     "upstreams",
@@ -95,6 +100,7 @@ impl Config {
             .unwrap_or(DEFAULT_CLOCK_SKEW_SECONDS);
         let max_ttl_seconds = opt_int(root, "max_ttl_seconds", 1, MAX_MAX_TTL_SECONDS)?
             .unwrap_or(DEFAULT_MAX_TTL_SECONDS);
+        let max_console_seconds = opt_int(root, "max_console_seconds", 1, MAX_MAX_CONSOLE_SECONDS)?;
         let one_time_links = opt_bool(root, "one_time_links", true)?;
         let log_decisions = opt_bool(root, "log_decisions", true)?;
         let allowed_origins = link::parse_origins(root.get("allowed_origins"))?;
@@ -119,6 +125,7 @@ impl Config {
             issuer,
             clock_skew_seconds,
             max_ttl_seconds,
+            max_console_seconds,
             one_time_links,
             allowed_origins,
             upstreams,

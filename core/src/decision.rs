@@ -9,6 +9,7 @@ use crate::claims::{self, Claims};
 use crate::code::Code;
 use crate::config::Config;
 use crate::jws::{self, Scratch, TokenError, MAX_TOKEN_LEN};
+use crate::lifetime::{self, Close};
 pub use crate::one_time::{OneTime, Outcome};
 use crate::replay::SharedStore;
 use crate::request::{token_param, HeaderValue, RequestFacts, TokenParam};
@@ -54,6 +55,7 @@ pub struct Admission<'c> {
     authority: String,
     set_authority: bool,
     one_time: Option<OneTime>,
+    close: Option<Close>,
     audit: Audit,
 }
 
@@ -72,6 +74,9 @@ pub struct Rewrite<'c> {
     /// when not, the route rewrites it (the Istio kit), so the virtual host
     /// is picked again by the gateway's own name.
     pub set_authority: bool,
+    /// When the filter ends the console, and why (`console_exp`,
+    /// `max_console_seconds`); `None`: only the connection's own timeouts.
+    pub close: Option<Close>,
     pub audit: Audit,
 }
 
@@ -99,6 +104,11 @@ impl<'c> Admission<'c> {
         &self.audit
     }
 
+    /// When the filter will end this console, if it will.
+    pub fn close(&self) -> Option<Close> {
+        self.close
+    }
+
     /// Records the one-time link in `store` (if one-time links are on) and
     /// yields the rewrite; a link already recorded, a full bucket or a
     /// store failure is a refusal (`replayed`, `replay_table_full`,
@@ -117,6 +127,7 @@ impl<'c> Admission<'c> {
             path: self.path,
             authority: self.authority,
             set_authority: self.set_authority,
+            close: self.close,
             audit: self.audit,
         })
     }
@@ -132,6 +143,7 @@ impl<'c> Admission<'c> {
                 authority: self.authority,
                 set_authority: self.set_authority,
                 one_time,
+                close: self.close,
                 audit: self.audit,
             }),
             None => Deferred::Apply(Rewrite {
@@ -139,6 +151,7 @@ impl<'c> Admission<'c> {
                 path: self.path,
                 authority: self.authority,
                 set_authority: self.set_authority,
+                close: self.close,
                 audit: self.audit,
             }),
         }
@@ -163,6 +176,7 @@ pub struct Pending {
     authority: String,
     set_authority: bool,
     one_time: OneTime,
+    close: Option<Close>,
     audit: Audit,
 }
 
@@ -187,6 +201,7 @@ impl Pending {
                     path: self.path,
                     authority: self.authority,
                     set_authority: self.set_authority,
+                    close: self.close,
                     audit: self.audit,
                 })
             }
@@ -271,6 +286,10 @@ pub fn decide<'c>(config: &'c Config, req: &RequestFacts<'_>, now: i64) -> Decis
     if let Some(code) = check_lifetime(config, &claims, now) {
         return refuse(code, audit);
     }
+    let console_exp = claims.console_exp.map(|d| d.0);
+    if lifetime::already_over(console_exp, now, config.clock_skew_seconds) {
+        return refuse(Code::ConsoleExpired, audit);
+    }
     if let Some(code) = check_audience_and_issuer(config, &claims) {
         return refuse(code, audit);
     }
@@ -320,6 +339,7 @@ pub fn decide<'c>(config: &'c Config, req: &RequestFacts<'_>, now: i64) -> Decis
         authority: target.host.authority(target.port),
         set_authority: config.upstreams.rewrite_authority,
         one_time,
+        close: lifetime::close_for(console_exp, config.max_console_seconds, now),
         audit,
     })
 }

@@ -14,6 +14,7 @@ pub mod config;
 pub mod decision;
 pub mod etcd;
 pub mod jws;
+pub mod lifetime;
 pub mod one_time;
 pub mod replay;
 pub mod request;

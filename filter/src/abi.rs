@@ -33,6 +33,8 @@ extern "C" {
     fn proxy_log(level: u32, message_data: *const u8, message_size: usize) -> u32;
     fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
     fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
+    fn proxy_set_effective_context(context_id: u32) -> u32;
+    fn proxy_close_stream(stream_type: u32) -> u32;
     fn proxy_get_buffer_bytes(
         buffer_type: u32,
         start: usize,
@@ -147,6 +149,21 @@ pub fn now_seconds() -> i64 {
 pub fn set_tick_period_ms(period_ms: u32) -> bool {
     // SAFETY: no pointers.
     unsafe { proxy_set_tick_period_milliseconds(period_ms) == OK }
+}
+
+/// Makes `context_id` the context later host calls act on (a stream, from
+/// the root's tick); false if the host refused (the stream is gone).
+pub fn set_effective_context(context_id: u32) -> bool {
+    // SAFETY: no pointers.
+    unsafe { proxy_set_effective_context(context_id) == OK }
+}
+
+/// Resets the effective context's HTTP stream (Envoy defers the reset to
+/// after this VM call): both its connections end.
+pub fn close_request_stream() -> bool {
+    const STREAM_TYPE_REQUEST: u32 = 0;
+    // SAFETY: no pointers.
+    unsafe { proxy_close_stream(STREAM_TYPE_REQUEST) == OK }
 }
 
 /// Milliseconds since the epoch; 0 if the host cannot tell (a store call's

@@ -5,6 +5,7 @@
 
 use crate::header_map::HeaderMap;
 use mksgate_core::etcd::{Answer, Call, Claim, EtcdStore, Failure, Outcome, Step};
+use mksgate_core::lifetime::Close;
 use mksgate_core::replay::SharedStore;
 use mksgate_core::request::{ClientLookup, LOGGED_PATH_HEADER};
 use mksgate_core::{
@@ -51,6 +52,8 @@ pub trait Host {
     fn store_outcome(&self, outcome: Outcome, elapsed_ms: i64);
     /// A stream ended while etcd was asked about its link.
     fn store_abandoned(&self);
+    /// The admitted console is to be ended at `close` (the root's tick).
+    fn watch_close(&self, close: Close);
     /// The worker's etcd token, if it has one (etcd's access control).
     fn etcd_token(&self) -> Option<Rc<str>>;
     /// etcd refused `token`: the worker drops it (if it still holds it)
@@ -293,6 +296,9 @@ fn apply<H: Host>(host: &H, config: &Config, commit: Commit<'_>, client: Option<
     }
     host.clear_route_cache();
     finish(host, log, Code::Admitted, &rewrite.audit, client);
+    if let Some(close) = rewrite.close {
+        host.watch_close(close);
+    }
     Next::Continue
 }
 

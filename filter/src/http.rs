@@ -10,6 +10,7 @@ use crate::host::{self, EnvoySharedData};
 use crate::ready::Ready;
 use mksgate_core::audit::DECISION_PROPERTY;
 use mksgate_core::etcd::{Call, EtcdStore, Outcome};
+use mksgate_core::lifetime::Close;
 use mksgate_core::replay::SharedStore;
 use mksgate_core::{Audit, Code};
 use proxy_wasm::traits::{Context, HttpContext};
@@ -17,14 +18,16 @@ use proxy_wasm::types::Action;
 use std::rc::Rc;
 
 pub struct Console {
+    id: u32,
     ready: Option<Rc<Ready>>,
     /// Set while etcd is asked about this request's link.
     waiting: Option<Box<Waiting>>,
 }
 
 impl Console {
-    pub fn new(ready: Option<Rc<Ready>>) -> Console {
+    pub fn new(id: u32, ready: Option<Rc<Ready>>) -> Console {
         Console {
+            id,
             ready,
             waiting: None,
         }
@@ -63,6 +66,7 @@ impl Context for Console {
             return;
         };
         let host = Envoy {
+            id: self.id,
             ready: Some(&ready),
         };
         let next = host::with_etcd_answer(body_size, |answer| {
@@ -73,10 +77,15 @@ impl Context for Console {
 }
 
 impl Console {
-    /// The stream is ending: a call still in flight was abandoned.
+    /// The stream is ending: it leaves the table of consoles to end, and a
+    /// call still in flight was abandoned.
     fn end(&mut self) {
+        if let Some(ready) = &self.ready {
+            ready.open.borrow_mut().forget(self.id);
+        }
         if let Some(waiting) = self.waiting.take() {
             let host = Envoy {
+                id: self.id,
                 ready: self.ready.as_deref(),
             };
             console::on_stream_gone(&host, waiting);
@@ -87,6 +96,7 @@ impl Console {
 impl HttpContext for Console {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let host = Envoy {
+            id: self.id,
             ready: self.ready.as_deref(),
         };
         let config = self.ready.as_deref().map(|r| &r.config);
@@ -97,6 +107,8 @@ impl HttpContext for Console {
 
 /// `console::Host` on Envoy's host calls.
 struct Envoy<'r> {
+    /// The stream's context id.
+    id: u32,
     ready: Option<&'r Ready>,
 }
 
@@ -189,6 +201,12 @@ impl Host for Envoy<'_> {
             if kept.as_deref() == Some(token) {
                 *kept = None;
             }
+        }
+    }
+
+    fn watch_close(&self, close: Close) {
+        if let Some(ready) = self.ready {
+            ready.open.borrow_mut().watch(self.id, close);
         }
     }
 

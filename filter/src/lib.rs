@@ -8,6 +8,7 @@ mod console;
 mod header_map;
 mod host;
 mod http;
+mod lifetime;
 mod login;
 mod metrics;
 mod ready;
@@ -24,7 +25,7 @@ proxy_wasm::main! {{
     std::panic::set_hook(Box::new(|info| {
         abi::log(5, &format!("mksgate: panic: {info}"));
     }));
-    proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
-        Box::new(root::Root::default())
+    proxy_wasm::set_root_context(|context_id| -> Box<dyn proxy_wasm::traits::RootContext> {
+        Box::new(root::Root::new(context_id))
     });
 }}

@@ -6,6 +6,7 @@
 
 use crate::abi;
 use mksgate_core::etcd::Outcome;
+use mksgate_core::lifetime::EndReason;
 use mksgate_core::Code;
 
 #[derive(Debug, Default)]
@@ -20,6 +21,8 @@ pub struct Metrics {
     store_abandoned: Option<u32>,
     /// With the etcd store: the worker's own logins, succeeded and failed.
     etcd_login: [Option<u32>; 2],
+    /// Consoles the filter ended: `console_exp`, `max_console`.
+    ended: [Option<u32>; 2],
 }
 
 impl Metrics {
@@ -56,6 +59,18 @@ impl Metrics {
             store_latency,
             store_abandoned,
             etcd_login,
+            ended: [EndReason::ConsoleExp, EndReason::MaxConsole]
+                .map(|r| abi::define_counter(&format!("mksgate.console_end.{}", r.as_str())).ok()),
+        }
+    }
+
+    pub fn console_ended(&self, reason: EndReason) {
+        let i = match reason {
+            EndReason::ConsoleExp => 0,
+            EndReason::MaxConsole => 1,
+        };
+        if let Some(id) = self.ended[i] {
+            abi::increment(id);
         }
     }
 

@@ -2,6 +2,7 @@
 //! compiled configuration and the metric ids, defined once at configure
 //! time. The one type the two contexts share, so neither imports the other.
 
+use crate::lifetime::OpenConsoles;
 use crate::metrics::Metrics;
 use mksgate_core::Config;
 use std::cell::RefCell;
@@ -14,6 +15,8 @@ pub struct Ready {
     /// claim starts with it, so only the first, and one after the token
     /// ends, authenticates.
     pub etcd_token: RefCell<Option<Rc<str>>>,
+    /// The consoles the filter will end, by stream context.
+    pub open: RefCell<OpenConsoles>,
 }
 
 impl Ready {
@@ -22,6 +25,7 @@ impl Ready {
             config,
             metrics,
             etcd_token: RefCell::new(None),
+            open: RefCell::new(OpenConsoles::default()),
         }
     }
 }

@@ -13,10 +13,20 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 use std::rc::Rc;
 
-#[derive(Default)]
 pub struct Root {
+    id: u32,
     ready: Option<Rc<Ready>>,
     login: Login,
+}
+
+impl Root {
+    pub fn new(id: u32) -> Root {
+        Root {
+            id,
+            ready: None,
+            login: Login::default(),
+        }
+    }
 }
 
 impl Context for Root {
@@ -76,9 +86,12 @@ impl RootContext for Root {
             PROXY_WASM_ABI,
         );
         let ready = Ready::new(config, Metrics::define(etcd));
-        if Login::needed(&ready) && !abi::set_tick_period_ms(login::TICK_MS) {
-            // Claims still log in themselves.
-            log::error!("mksgate: no tick from the host: etcd logins happen per claim");
+        // The tick ends consoles whose time has come and, with etcd's
+        // access control, keeps the worker logged in.
+        if !abi::set_tick_period_ms(login::TICK_MS) {
+            log::error!(
+                "mksgate: no tick from the host: consoles are not ended at their console_exp or max_console_seconds, and no etcd login happens"
+            );
         }
         let carried = self
             .ready
@@ -93,14 +106,17 @@ impl RootContext for Root {
 
     fn on_tick(&mut self) {
         if let Some(ready) = &self.ready {
-            self.login.on_tick(ready);
+            crate::lifetime::end_due(ready, self.id);
+            if Login::needed(ready) {
+                self.login.on_tick(ready);
+            }
         }
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         // Envoy creates no streams for a refused config, so `ready` is set;
         // if it ever is not, the stream refuses with 503 (fail closed).
-        Some(Box::new(Console::new(self.ready.clone())))
+        Some(Box::new(Console::new(context_id, self.ready.clone())))
     }
 
     fn get_type(&self) -> Option<ContextType> {

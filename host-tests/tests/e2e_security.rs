@@ -678,7 +678,10 @@ fn shipped_access_logs_name_no_path_query_or_referer() {
         // filter chose (audit.rs: never a token, a ticket or header bytes).
         let audit_keys: Vec<String> = mksgate_core::audit::AUDIT_PROPERTIES
             .iter()
-            .chain([&mksgate_core::audit::DECISION_PROPERTY])
+            .chain([
+                &mksgate_core::audit::DECISION_PROPERTY,
+                &mksgate_core::audit::END_PROPERTY,
+            ])
             .map(|k| format!("%FILTER_STATE(wasm.{k}:PLAIN)%"))
             .collect();
         for op in operators

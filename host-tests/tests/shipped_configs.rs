@@ -738,10 +738,13 @@ fn istio_access_log_is_the_envoy_kits_format() {
 /// header but X-Request-ID.
 #[test]
 fn every_access_log_carries_the_audit_and_the_tunnel_line() {
-    use mksgate_core::audit::{AUDIT_PROPERTIES, DECISION_PROPERTY};
+    use mksgate_core::audit::{AUDIT_PROPERTIES, DECISION_PROPERTY, END_PROPERTY};
     let check = |what: &str, format: &Value| {
         let text = serde_json::to_string(format).unwrap();
-        for key in AUDIT_PROPERTIES.iter().chain([&DECISION_PROPERTY]) {
+        for key in AUDIT_PROPERTIES
+            .iter()
+            .chain([&DECISION_PROPERTY, &END_PROPERTY])
+        {
             let field = format!("%FILTER_STATE(wasm.{key}:PLAIN)%");
             assert!(text.contains(&field), "{what}: no {field}");
         }

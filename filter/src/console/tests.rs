@@ -68,6 +68,7 @@ enum Call {
     Resume,
     StoreOutcome(Outcome),
     StoreAbandoned,
+    WatchClose(mksgate_core::lifetime::Close),
     ClientAddress,
 }
 
@@ -249,6 +250,9 @@ impl Host for Mock {
     }
     fn store_abandoned(&self) {
         self.calls.borrow_mut().push(Call::StoreAbandoned);
+    }
+    fn watch_close(&self, close: mksgate_core::lifetime::Close) {
+        self.calls.borrow_mut().push(Call::WatchClose(close));
     }
     fn etcd_token(&self) -> Option<std::rc::Rc<str>> {
         self.etcd_token.borrow().clone()
