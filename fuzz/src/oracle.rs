@@ -581,7 +581,9 @@ pub fn check_decision(
     // A console already over is never admitted.
     if let Some(console_exp) = claims.get("console_exp").and_then(Value::as_f64) {
         if console_exp.floor() <= (now.saturating_sub(skew)) as f64 {
-            return Err(format!("admitted a console already over: console_exp {console_exp}"));
+            return Err(format!(
+                "admitted a console already over: console_exp {console_exp}"
+            ));
         }
     }
 
