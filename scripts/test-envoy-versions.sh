@@ -18,9 +18,9 @@ ROOT=$(pwd)
 
 # The core: admission and refusals with the access-log audit and one-time
 # links (e2e_decisions), key scopes, hostile bytes, the fleet store in etcd,
-# etcd's access control and answer bound, the Istio shape through ECDS, the fair-share limits, and every shipped
+# etcd's access control and answer bound, console lifetimes, the Istio shape through ECDS, the fair-share limits, and every shipped
 # layout through `envoy --mode validate` (shipped_configs).
-FULL=(e2e_decisions e2e_key_scope e2e_hostile_bytes e2e_fleet e2e_etcd_auth e2e_store_answer_size e2e_istio_shape e2e_fair_share shipped_configs)
+FULL=(e2e_decisions e2e_key_scope e2e_hostile_bytes e2e_fleet e2e_etcd_auth e2e_store_answer_size e2e_console_lifetime e2e_istio_shape e2e_fair_share shipped_configs)
 SHORT=(e2e_decisions e2e_key_scope e2e_fleet e2e_istio_shape shipped_configs)
 suites=("${FULL[@]}")
 if [ "${1:-}" = "--short" ]; then
