@@ -8,7 +8,7 @@ use crate::etcd::EtcdCluster;
 use crate::shipped::{self, Upstream};
 use crate::standin::{Standin, StandinConfig};
 use crate::tls::{CertKey, Trust};
-use crate::wire::WireTarget;
+use crate::wire::{WireReply, WireTarget};
 use crate::{link, loopback};
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
@@ -198,6 +198,24 @@ impl Fleet {
         let claims = link::merge(&base, claims);
         let token = link::sign_with(&self.secret, shipped::KID, &claims)?;
         Ok(link::console_path(&token))
+    }
+
+    /// One upgrade with `path` at gateway `g`, from the next of many
+    /// client addresses; status 0 when no answer came.
+    pub async fn fire(&self, g: usize, path: &str) -> WireReply {
+        let Ok(wire) = self.wire(g) else {
+            return WireReply {
+                status: 0,
+                decision: None,
+            };
+        };
+        let wire = wire.from(crate::clients::MANY_USERS.next());
+        wire.send(&crate::gateway::upgrade_head(path.as_bytes(), &[]))
+            .await
+            .unwrap_or(WireReply {
+                status: 0,
+                decision: None,
+            })
     }
 
     /// Raw requests to gateway `g`.

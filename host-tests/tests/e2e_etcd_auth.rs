@@ -10,25 +10,12 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use mksgate_host_tests::bounded;
-use mksgate_host_tests::clients::MANY_USERS;
 use mksgate_host_tests::etcd::GATEWAY_USER;
 use mksgate_host_tests::fleet::Fleet;
-use mksgate_host_tests::gateway::upgrade_head;
-use mksgate_host_tests::wire::WireReply;
 use std::time::{Duration, Instant};
 
 /// One fleet at a time (fixed etcd addresses).
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-async fn fire(fleet: &Fleet, g: usize, path: &str) -> WireReply {
-    let wire = fleet.wire(g).unwrap().from(MANY_USERS.next());
-    wire.send(&upgrade_head(path.as_bytes(), &[]))
-        .await
-        .unwrap_or(WireReply {
-            status: 0,
-            decision: None,
-        })
-}
 
 /// POST `body` to etcd member 0 as `token` (none: no Authorization).
 fn as_client(fleet: &Fleet, token: Option<&str>, path: &str, body: &str) -> (u16, String) {
@@ -54,9 +41,9 @@ async fn the_shipped_role_records_links_and_nobody_else_can_touch_them() {
         let _serial = SERIAL.lock().await;
         let fleet = Fleet::start(2, 1).await.unwrap();
         let path = fleet.valid_path(0, 60).unwrap();
-        let first = fire(&fleet, 0, &path).await;
+        let first = fleet.fire(0, &path).await;
         assert_eq!(first.status, 101, "{}", fleet.gateways[0].log_tail(40));
-        let again = fire(&fleet, 1, &path).await;
+        let again = fleet.fire(1, &path).await;
         assert_eq!(again.decision.as_deref(), Some("replayed"));
         let logins = fleet.fleet_counters("etcd_auth").await.unwrap();
         println!("logins: {logins:?}");
@@ -107,7 +94,7 @@ async fn the_shipped_role_records_links_and_nobody_else_can_touch_them() {
         assert_eq!(status, 403, "{text}");
         // The record is still there, and the link still refused.
         assert_eq!(fleet.etcd.count("/mksgate/links/").unwrap(), 1);
-        let third = fire(&fleet, 0, &path).await;
+        let third = fleet.fire(0, &path).await;
         assert_eq!(third.decision.as_deref(), Some("replayed"));
     })
     .await;
@@ -122,7 +109,7 @@ async fn a_wrong_login_refuses_every_link_and_says_so_without_the_password() {
             .unwrap();
         for i in 0..5 {
             let path = fleet.valid_path(i, 60).unwrap();
-            let r = fire(&fleet, 0, &path).await;
+            let r = fleet.fire(0, &path).await;
             assert_eq!(
                 (r.status, r.decision.as_deref()),
                 (503, Some("replay_unavailable")),
@@ -162,7 +149,7 @@ async fn a_token_etcd_refuses_is_replaced_by_a_new_login() {
         let _serial = SERIAL.lock().await;
         let fleet = Fleet::start_with_etcd_token_ttl(3).await.unwrap();
         let path = fleet.valid_path(0, 60).unwrap();
-        assert_eq!(fire(&fleet, 0, &path).await.status, 101);
+        assert_eq!(fleet.fire(0, &path).await.status, 101);
         let before = fleet.counters(0, "etcd_auth").await.unwrap()["ok"];
         // Idle past the token's life in etcd (the gateway refreshes every
         // 60 s, so it still holds it).
@@ -172,7 +159,7 @@ async fn a_token_etcd_refuses_is_replaced_by_a_new_login() {
         let mut back = None;
         for i in 1..100 {
             let path = fleet.valid_path(i, 60).unwrap();
-            let r = fire(&fleet, 0, &path).await;
+            let r = fleet.fire(0, &path).await;
             if r.status == 101 {
                 back = Some(t0.elapsed());
                 break;
@@ -195,7 +182,7 @@ async fn a_token_etcd_refuses_is_replaced_by_a_new_login() {
             .await;
         assert!(log.contains("etcdserver: invalid auth token"), "the refusal is logged");
         // The link used before is still spent.
-        assert_eq!(fire(&fleet, 0, &path).await.decision.as_deref(), Some("replayed"));
+        assert_eq!(fleet.fire(0, &path).await.decision.as_deref(), Some("replayed"));
     })
     .await;
 }

@@ -20,17 +20,6 @@ use std::time::{Duration, Instant};
 /// and the timings measured here should be theirs, not their neighbours'.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// One upgrade with `path` at gateway `g`, from the next of many users.
-async fn fire(fleet: &Fleet, g: usize, path: &str) -> WireReply {
-    let wire = fleet.wire(g).unwrap().from(MANY_USERS.next());
-    wire.send(&upgrade_head(path.as_bytes(), &[]))
-        .await
-        .unwrap_or(WireReply {
-            status: 0,
-            decision: None,
-        })
-}
-
 /// Fires each of `paths` `times` times at every gateway at once; the
 /// answers per link.
 async fn fire_all(fleet: &Arc<Fleet>, paths: &[String], times: usize) -> Vec<Vec<WireReply>> {
@@ -39,7 +28,7 @@ async fn fire_all(fleet: &Arc<Fleet>, paths: &[String], times: usize) -> Vec<Vec
         let (fleet, path) = (fleet.clone(), path.clone());
         tasks.push(tokio::spawn(async move {
             let shots = (0..times).flat_map(|_| 0..fleet.gateways.len());
-            let replies = futures_util::future::join_all(shots.map(|g| fire(&fleet, g, &path)));
+            let replies = futures_util::future::join_all(shots.map(|g| fleet.fire(g, &path)));
             replies.await
         }));
     }
@@ -259,7 +248,7 @@ async fn without_quorum_every_link_is_refused_in_time_and_service_returns() {
         for i in 0..10 {
             let path = fleet.valid_path(i, 60).unwrap();
             let t0 = Instant::now();
-            let r = fire(&fleet, i % 2, &path).await;
+            let r = fleet.fire(i % 2, &path).await;
             slowest = slowest.max(t0.elapsed());
             assert_eq!(r.status, 503, "{r:?}");
             assert_eq!(r.decision.as_deref(), Some("replay_unavailable"));
@@ -280,7 +269,7 @@ async fn without_quorum_every_link_is_refused_in_time_and_service_returns() {
         let mut admitted = None;
         for i in 0..100 {
             let path = fleet.valid_path(100 + i, 60).unwrap();
-            if fire(&fleet, i % 2, &path).await.status == 101 {
+            if fleet.fire(i % 2, &path).await.status == 101 {
                 admitted = Some(t0.elapsed());
                 break;
             }
@@ -290,7 +279,7 @@ async fn without_quorum_every_link_is_refused_in_time_and_service_returns() {
         println!("quorum back: first admission {after:.1?} after etcd was ready");
         for g in 0..2 {
             let path = fleet.valid_path(g, 60).unwrap();
-            assert_eq!(fire(&fleet, g, &path).await.status, 101, "gateway {g}");
+            assert_eq!(fleet.fire(g, &path).await.status, 101, "gateway {g}");
         }
     })
     .await;
@@ -303,18 +292,18 @@ async fn restarted_gateways_still_refuse_links_used_before() {
         let mut fleet = Fleet::start(2, 1).await.unwrap();
         let paths: Vec<String> = (0..10).map(|i| fleet.valid_path(i, 60).unwrap()).collect();
         for (i, path) in paths.iter().enumerate() {
-            assert_eq!(fire(&fleet, i % 2, path).await.status, 101);
+            assert_eq!(fleet.fire(i % 2, path).await.status, 101);
         }
         fleet.restart_gateway(0).await.unwrap();
         fleet.restart_gateway(1).await.unwrap();
         for (i, path) in paths.iter().enumerate() {
             for g in 0..2 {
-                let r = fire(&fleet, g, path).await;
+                let r = fleet.fire(g, path).await;
                 assert_eq!(r.decision.as_deref(), Some("replayed"), "link {i} at {g}");
             }
         }
         let fresh = fleet.valid_path(99, 60).unwrap();
-        assert_eq!(fire(&fleet, 0, &fresh).await.status, 101);
+        assert_eq!(fleet.fire(0, &fresh).await.status, 101);
 
         // Records are per key and tenant in etcd too: two tenants' links
         // with the same jti are two links, each used once fleet-wide.
@@ -323,8 +312,8 @@ async fn restarted_gateways_still_refuse_links_used_before() {
             let path = fleet
                 .path_with(0, 60, &serde_json::json!({"tenant": tenant, "jti": jti}))
                 .unwrap();
-            assert_eq!(fire(&fleet, 0, &path).await.status, 101, "{tenant}");
-            let again = fire(&fleet, 1, &path).await;
+            assert_eq!(fleet.fire(0, &path).await.status, 101, "{tenant}");
+            let again = fleet.fire(1, &path).await;
             assert_eq!(again.decision.as_deref(), Some("replayed"), "{tenant}");
         }
     })
@@ -350,7 +339,7 @@ async fn records_leave_etcd_when_their_lease_ends() {
         let t0 = Instant::now();
         for i in 0..20 {
             let path = fleet.valid_path(i, 3).unwrap();
-            assert_eq!(fire(&fleet, 0, &path).await.status, 101);
+            assert_eq!(fleet.fire(0, &path).await.status, 101);
         }
         let keys = fleet.etcd.count("/mksgate/links/").unwrap();
         let leases = fleet.etcd.leases().unwrap();
@@ -441,7 +430,7 @@ async fn a_client_gone_while_etcd_is_asked_reaches_no_upstream() {
             0
         );
         let next = fleet.valid_path(99, 60).unwrap();
-        assert_eq!(fire(&fleet, 0, &next).await.status, 101);
+        assert_eq!(fleet.fire(0, &next).await.status, 101);
     })
     .await;
 }
@@ -469,7 +458,7 @@ async fn etcd_refuses_a_client_without_a_certificate() {
         );
         // Envoy, with the shipped cluster's client certificate, gets through.
         let path = fleet.valid_path(0, 60).unwrap();
-        assert_eq!(fire(&fleet, 0, &path).await.status, 101);
+        assert_eq!(fleet.fire(0, &path).await.status, 101);
     })
     .await;
 }
@@ -487,7 +476,7 @@ async fn an_etcd_certificate_with_another_name_is_refused() {
             .unwrap();
         for i in 0..5 {
             let path = fleet.valid_path(i, 60).unwrap();
-            let r = fire(&fleet, 0, &path).await;
+            let r = fleet.fire(0, &path).await;
             assert_eq!(
                 (r.status, r.decision.as_deref()),
                 (503, Some("replay_unavailable")),

@@ -13,7 +13,7 @@ const LEASE_EXISTS: &[u8] = br#"{"error":"etcdserver: lease already exists","mes
 const NO_LEADER: &[u8] =
     br#"{"error":"etcdserver: no leader","message":"etcdserver: no leader","code":14}"#;
 
-fn store() -> EtcdStore {
+pub(crate) fn store() -> EtcdStore {
     EtcdStore::new(
         "mksgate_etcd".into(),
         "etcd".into(),

@@ -16,15 +16,7 @@ const WRONG_PASSWORD: &[u8] = br#"{"error":"etcdserver: authentication failed, i
 const DENIED: &[u8] = br#"{"error":"etcdserver: permission denied","message":"etcdserver: permission denied","code":7}"#;
 
 fn store(auth: bool) -> EtcdStore {
-    EtcdStore::new(
-        "mksgate_etcd".into(),
-        "etcd".into(),
-        DEFAULT_KEY_PREFIX.into(),
-        1500,
-        300,
-        30,
-    )
-    .with_auth(auth.then(|| EtcdAuth::new("mksgate", PASSWORD)))
+    crate::etcd::tests::store().with_auth(auth.then(|| EtcdAuth::new("mksgate", PASSWORD)))
 }
 
 fn one_time() -> OneTime {
