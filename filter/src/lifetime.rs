@@ -28,20 +28,17 @@ impl OpenConsoles {
         self.by_context.remove(&context_id);
     }
 
-    /// The consoles due at `now` (seconds), taken out of the table.
+    /// The consoles due at `now` (seconds), taken out of the table in one
+    /// pass.
     fn take_due(&mut self, now: i64) -> Vec<(u32, Close)> {
-        if !self.by_context.values().any(|c| c.at <= now) {
-            return Vec::new();
-        }
-        let due: Vec<(u32, Close)> = self
-            .by_context
-            .iter()
-            .filter(|(_, c)| c.at <= now)
-            .map(|(id, c)| (*id, *c))
-            .collect();
-        for (id, _) in &due {
-            self.by_context.remove(id);
-        }
+        let mut due = Vec::new();
+        self.by_context.retain(|id, close| {
+            let keep = close.at > now;
+            if !keep {
+                due.push((*id, *close));
+            }
+            keep
+        });
         due
     }
 }

@@ -218,6 +218,22 @@ impl Fleet {
             })
     }
 
+    /// One fresh, valid link each for stand-ins `0..n`, fired one after
+    /// the other at gateway `g`: the answers.
+    pub async fn fire_fresh(&self, g: usize, n: usize) -> Result<Vec<WireReply>> {
+        let mut replies = Vec::with_capacity(n);
+        for i in 0..n {
+            let path = self.valid_path(i, 60)?;
+            replies.push(self.fire(g, &path).await);
+        }
+        Ok(replies)
+    }
+
+    /// Requests that reached the ESXi stand-ins, all together.
+    pub fn upstream_requests(&self) -> usize {
+        self.standins.iter().map(|s| s.requests().len()).sum()
+    }
+
     /// Raw requests to gateway `g`.
     pub fn wire(&self, g: usize) -> Result<WireTarget> {
         WireTarget::tls(

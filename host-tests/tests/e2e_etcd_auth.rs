@@ -107,16 +107,14 @@ async fn a_wrong_login_refuses_every_link_and_says_so_without_the_password() {
         let fleet = Fleet::start_with(1, 1, &[(r#""user": "mksgate""#, r#""user": "nobody""#)])
             .await
             .unwrap();
-        for i in 0..5 {
-            let path = fleet.valid_path(i, 60).unwrap();
-            let r = fleet.fire(0, &path).await;
+        for (i, r) in fleet.fire_fresh(0, 5).await.unwrap().iter().enumerate() {
             assert_eq!(
                 (r.status, r.decision.as_deref()),
                 (503, Some("replay_unavailable")),
                 "link {i}"
             );
         }
-        let upstream: usize = fleet.standins.iter().map(|s| s.requests().len()).sum();
+        let upstream = fleet.upstream_requests();
         assert_eq!(upstream, 0);
         let logins = fleet.counters(0, "etcd_auth").await.unwrap();
         assert!(logins["error"] >= 1 && logins["ok"] == 0, "{logins:?}");

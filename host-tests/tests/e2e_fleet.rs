@@ -402,7 +402,7 @@ async fn a_client_gone_while_etcd_is_asked_reaches_no_upstream() {
         tokio::time::sleep(Duration::from_secs(2)).await;
         fleet.etcd.freeze(false);
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let upstream: usize = fleet.standins.iter().map(|s| s.requests().len()).sum();
+        let upstream = fleet.upstream_requests();
         assert_eq!(upstream, 0, "a request reached ESXi");
         let decisions = fleet.fleet_counters("decision").await.unwrap();
         let store = fleet.fleet_counters("replay_store").await.unwrap();
@@ -474,16 +474,14 @@ async fn an_etcd_certificate_with_another_name_is_refused() {
         let fleet = Fleet::start_with_etcd_named("impostor.example.com")
             .await
             .unwrap();
-        for i in 0..5 {
-            let path = fleet.valid_path(i, 60).unwrap();
-            let r = fleet.fire(0, &path).await;
+        for (i, r) in fleet.fire_fresh(0, 5).await.unwrap().iter().enumerate() {
             assert_eq!(
                 (r.status, r.decision.as_deref()),
                 (503, Some("replay_unavailable")),
                 "link {i}"
             );
         }
-        let upstream: usize = fleet.standins.iter().map(|s| s.requests().len()).sum();
+        let upstream = fleet.upstream_requests();
         assert_eq!(upstream, 0, "a request reached ESXi");
         let stats = fleet.gateways[0].stats().await.unwrap();
         let san_failures = stats
