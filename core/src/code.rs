@@ -34,6 +34,12 @@ pub enum Code {
     /// The shared replay table could not be read or written (host error or
     /// persistent write contention).
     ReplayUnavailable,
+    /// The link's `sub`, `tenant` or `jti` is revoked (`revocation`).
+    Revoked,
+    /// The gateway's view of the revocations is older than
+    /// `revocation.etcd.max_stale_ms` (etcd could not be read): a revoked
+    /// link cannot be told apart, so none is admitted.
+    RevocationUnavailable,
     /// The plugin was never configured, yet a stream reached it (Envoy does
     /// not do that; if it ever did, the request is refused).
     Unconfigured,
@@ -44,7 +50,7 @@ pub enum Code {
 }
 
 impl Code {
-    pub const ALL: [Code; 22] = [
+    pub const ALL: [Code; 24] = [
         Code::Admitted,
         Code::MalformedRequest,
         Code::NotWebsocket,
@@ -65,6 +71,8 @@ impl Code {
         Code::Replayed,
         Code::ReplayTableFull,
         Code::ReplayUnavailable,
+        Code::Revoked,
+        Code::RevocationUnavailable,
         Code::Unconfigured,
         Code::GatewayError,
     ];
@@ -97,6 +105,8 @@ impl Code {
             Code::Replayed => "replayed",
             Code::ReplayTableFull => "replay_table_full",
             Code::ReplayUnavailable => "replay_unavailable",
+            Code::Revoked => "revoked",
+            Code::RevocationUnavailable => "revocation_unavailable",
             Code::Unconfigured => "mksgate_unconfigured",
             Code::GatewayError => "gateway_error",
         }
@@ -112,6 +122,7 @@ impl Code {
             Code::MalformedRequest | Code::MalformedToken | Code::BadTarget => 400,
             Code::ReplayTableFull
             | Code::ReplayUnavailable
+            | Code::RevocationUnavailable
             | Code::Unconfigured
             | Code::GatewayError => 503,
             Code::BadSignature
@@ -125,7 +136,8 @@ impl Code {
             | Code::KeyScope
             | Code::OriginNotAllowed
             | Code::ClientNotAllowed
-            | Code::Replayed => 403,
+            | Code::Replayed
+            | Code::Revoked => 403,
         }
     }
 }

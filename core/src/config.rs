@@ -9,6 +9,7 @@
 mod fields;
 mod keys;
 mod link;
+mod revocation;
 mod store;
 mod upstreams;
 
@@ -18,6 +19,7 @@ pub use store::ReplayStore;
 pub use upstreams::Upstreams;
 
 use crate::jws::{Key, KeySet};
+use crate::revocation::RevocationSource;
 use crate::scope::KeyScope;
 use fields::{as_object, non_empty, opt_bool, opt_int, opt_str, refuse_unknown};
 use serde_json::Value;
@@ -55,6 +57,8 @@ pub struct Config {
     pub ticket_path: TicketPath,
     /// Where one-time links are recorded (while `one_time_links` is on).
     pub replay_store: ReplayStore,
+    /// Where revocations are read, when they are on.
+    pub revocation: Option<RevocationSource>,
     /// Whether each decision is also written as a JSON line to Envoy's log
     /// (the access log always gets the audit from filter state).
     pub log_decisions: bool,
@@ -74,6 +78,7 @@ const ROOT_FIELDS: &[&str] = &[
     "upstreams",
     "ticket_path",
     "replay_store",
+    "revocation",
     "log_decisions",
 ];
 impl Config {
@@ -115,6 +120,7 @@ impl Config {
             clock_skew_seconds,
             env,
         )?;
+        let revocation = revocation::parse_revocation(root.get("revocation"))?;
 
         Ok(Config {
             keys,
@@ -131,6 +137,7 @@ impl Config {
             upstreams,
             ticket_path,
             replay_store,
+            revocation,
             log_decisions,
         })
     }

@@ -13,6 +13,7 @@ use crate::lifetime::{self, Close};
 pub use crate::one_time::{OneTime, Outcome};
 use crate::replay::SharedStore;
 use crate::request::{token_param, HeaderValue, RequestFacts, TokenParam};
+use crate::revocation::{Subject, Verdict};
 use crate::target::{self, Host, Target};
 use std::borrow::Cow;
 use std::net::IpAddr;
@@ -56,6 +57,7 @@ pub struct Admission<'c> {
     set_authority: bool,
     one_time: Option<OneTime>,
     close: Option<Close>,
+    subject: Subject,
     audit: Audit,
 }
 
@@ -77,6 +79,9 @@ pub struct Rewrite<'c> {
     /// When the filter ends the console, and why (`console_exp`,
     /// `max_console_seconds`); `None`: only the connection's own timeouts.
     pub close: Option<Close>,
+    /// Whose console it is, as revocations name it (all zero without
+    /// `revocation`).
+    pub subject: Subject,
     pub audit: Audit,
 }
 
@@ -128,6 +133,7 @@ impl<'c> Admission<'c> {
             authority: self.authority,
             set_authority: self.set_authority,
             close: self.close,
+            subject: self.subject,
             audit: self.audit,
         })
     }
@@ -144,6 +150,7 @@ impl<'c> Admission<'c> {
                 set_authority: self.set_authority,
                 one_time,
                 close: self.close,
+                subject: self.subject,
                 audit: self.audit,
             }),
             None => Deferred::Apply(Rewrite {
@@ -152,6 +159,7 @@ impl<'c> Admission<'c> {
                 authority: self.authority,
                 set_authority: self.set_authority,
                 close: self.close,
+                subject: self.subject,
                 audit: self.audit,
             }),
         }
@@ -177,6 +185,7 @@ pub struct Pending {
     set_authority: bool,
     one_time: OneTime,
     close: Option<Close>,
+    subject: Subject,
     audit: Audit,
 }
 
@@ -202,6 +211,7 @@ impl Pending {
                     authority: self.authority,
                     set_authority: self.set_authority,
                     close: self.close,
+                    subject: self.subject,
                     audit: self.audit,
                 })
             }
@@ -332,6 +342,28 @@ pub fn decide<'c>(config: &'c Config, req: &RequestFacts<'_>, now: i64) -> Decis
     if let Some(code) = check_client(&claims, req) {
         return refuse(code, audit);
     }
+    // Last, like the one-time claim: only a link that is otherwise good
+    // is judged against the revocations.
+    let subject = match &config.revocation {
+        None => Subject::default(),
+        Some(source) => {
+            let subject = Subject::of(
+                claims.sub.as_deref(),
+                claims.tenant.as_deref(),
+                claims.jti.as_deref(),
+            );
+            let verdict = req
+                .revocations
+                .map_or(Verdict::Unavailable, |(view, now_ms)| {
+                    view.verdict(&subject, now_ms, source.max_stale_ms)
+                });
+            match verdict {
+                Verdict::Clear => subject,
+                Verdict::Revoked => return refuse(Code::Revoked, audit),
+                Verdict::Unavailable => return refuse(Code::RevocationUnavailable, audit),
+            }
+        }
+    };
 
     Decision::Admit(Admission {
         cluster,
@@ -340,6 +372,7 @@ pub fn decide<'c>(config: &'c Config, req: &RequestFacts<'_>, now: i64) -> Decis
         set_authority: config.upstreams.rewrite_authority,
         one_time,
         close: lifetime::close_for(console_exp, config.max_console_seconds, now),
+        subject,
         audit,
     })
 }

@@ -15,7 +15,9 @@ mod auth;
 
 use crate::one_time::OneTime;
 pub use crate::one_time::{Failure, Outcome};
-pub use auth::{valid_password, valid_user, EtcdAuth, AUTHENTICATE_PATH, REFRESH_SECONDS};
+pub use auth::{
+    is_token_refusal, valid_password, valid_user, EtcdAuth, AUTHENTICATE_PATH, REFRESH_SECONDS,
+};
 
 /// The token in etcd's answer to an authenticate call, if it is one.
 pub fn token_in(answer: Answer<'_>) -> Option<String> {

@@ -18,6 +18,7 @@ pub mod lifetime;
 pub mod one_time;
 pub mod replay;
 pub mod request;
+pub mod revocation;
 pub mod scope;
 pub mod target;
 

@@ -44,6 +44,10 @@ pub struct RequestFacts<'a> {
     pub client: Option<&'a str>,
     /// Where to ask for the address when `client` is `None`.
     pub client_lookup: Option<&'a dyn ClientLookup>,
+    /// The worker's view of the revocations and the time in milliseconds,
+    /// with `revocation` configured; without it such a config refuses
+    /// every link (`revocation_unavailable`).
+    pub revocations: Option<(&'a crate::revocation::View, i64)>,
     /// The client sent the cluster header (under any value): the host must
     /// remove it on every path, so a client never steers routing.
     pub cluster_header_sent: bool,

@@ -43,48 +43,12 @@ pub(super) fn parse_replay_store(
     let map = as_object(etcd, at)?;
     refuse_unknown(map, ETCD_FIELDS, at)?;
     let field = |name: &str| format!("{at}.{name}");
-    let cluster = match map.get("cluster") {
-        None => return Err(ConfigError::new(field("cluster"), "is required")),
-        Some(Value::String(s)) if valid_cluster_name(s) => s.clone(),
-        Some(_) => {
-            return Err(ConfigError::new(
-                field("cluster"),
-                "must be an Envoy cluster name: 1 to 255 printable ASCII characters",
-            ))
-        }
-    };
-    let authority = match map.get("authority") {
-        None => cluster.clone(),
-        Some(Value::String(s)) if valid_cluster_name(s) && !s.contains(' ') => s.clone(),
-        Some(_) => {
-            return Err(ConfigError::new(
-                field("authority"),
-                "must be 1 to 255 printable ASCII characters without spaces",
-            ))
-        }
-    };
-    let key_prefix = match map.get("key_prefix") {
-        None => etcd::DEFAULT_KEY_PREFIX.to_string(),
-        Some(Value::String(s)) if etcd::valid_key_prefix(s) => s.clone(),
-        Some(_) => {
-            return Err(ConfigError::new(
-                field("key_prefix"),
-                "must be 1 to 128 printable ASCII characters starting with /",
-            ))
-        }
-    };
-    let timeout_ms = match map.get("timeout_ms") {
-        None => etcd::DEFAULT_TIMEOUT_MS,
-        Some(v) => match v.as_u64().and_then(|n| u32::try_from(n).ok()) {
-            Some(n) if (1..=etcd::MAX_TIMEOUT_MS).contains(&n) => n,
-            _ => {
-                return Err(ConfigError::new(
-                    field("timeout_ms"),
-                    format!("must be an integer from 1 to {}", etcd::MAX_TIMEOUT_MS),
-                ))
-            }
-        },
-    };
+    let EtcdTarget {
+        cluster,
+        authority,
+        key_prefix,
+        timeout_ms,
+    } = parse_etcd_target(map, at, etcd::DEFAULT_KEY_PREFIX)?;
     let auth = match map.get("auth") {
         None => None,
         Some(value) => Some(parse_auth(value, &field("auth"), env)?),
@@ -145,6 +109,71 @@ fn parse_auth(
         ));
     }
     Ok(EtcdAuth::new(user, &password))
+}
+
+/// Where an etcd section points: the fields `replay_store.etcd` and
+/// `revocation.etcd` share.
+pub(super) struct EtcdTarget {
+    pub cluster: String,
+    pub authority: String,
+    pub key_prefix: String,
+    pub timeout_ms: u32,
+}
+
+pub(super) fn parse_etcd_target(
+    map: &serde_json::Map<String, Value>,
+    at: &str,
+    default_prefix: &str,
+) -> Result<EtcdTarget, ConfigError> {
+    let field = |name: &str| format!("{at}.{name}");
+    let cluster = match map.get("cluster") {
+        None => return Err(ConfigError::new(field("cluster"), "is required")),
+        Some(Value::String(s)) if valid_cluster_name(s) => s.clone(),
+        Some(_) => {
+            return Err(ConfigError::new(
+                field("cluster"),
+                "must be an Envoy cluster name: 1 to 255 printable ASCII characters",
+            ))
+        }
+    };
+    let authority = match map.get("authority") {
+        None => cluster.clone(),
+        Some(Value::String(s)) if valid_cluster_name(s) && !s.contains(' ') => s.clone(),
+        Some(_) => {
+            return Err(ConfigError::new(
+                field("authority"),
+                "must be 1 to 255 printable ASCII characters without spaces",
+            ))
+        }
+    };
+    let key_prefix = match map.get("key_prefix") {
+        None => default_prefix.to_string(),
+        Some(Value::String(s)) if etcd::valid_key_prefix(s) => s.clone(),
+        Some(_) => {
+            return Err(ConfigError::new(
+                field("key_prefix"),
+                "must be 1 to 128 printable ASCII characters starting with /",
+            ))
+        }
+    };
+    let timeout_ms = match map.get("timeout_ms") {
+        None => etcd::DEFAULT_TIMEOUT_MS,
+        Some(v) => match v.as_u64().and_then(|n| u32::try_from(n).ok()) {
+            Some(n) if (1..=etcd::MAX_TIMEOUT_MS).contains(&n) => n,
+            _ => {
+                return Err(ConfigError::new(
+                    field("timeout_ms"),
+                    format!("must be an integer from 1 to {}", etcd::MAX_TIMEOUT_MS),
+                ))
+            }
+        },
+    };
+    Ok(EtcdTarget {
+        cluster,
+        authority,
+        key_prefix,
+        timeout_ms,
+    })
 }
 
 fn valid_cluster_name(name: &str) -> bool {

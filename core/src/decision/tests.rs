@@ -1,5 +1,7 @@
 //! One test per row of the decision table, plus property tests.
 
+mod revocation;
+
 use super::*;
 use crate::jws::{sign, sign_with_header, Alg, Key};
 #[cfg(not(target_arch = "wasm32"))]

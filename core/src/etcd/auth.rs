@@ -90,7 +90,7 @@ pub(super) fn token_of(status: u16, body: &[u8]) -> Option<String> {
 
 /// Whether etcd refused a call for its token (none, a bad one, an ended
 /// one, or one from before an auth change): nothing was applied.
-pub(super) fn is_token_refusal(status: u16, body: &[u8]) -> bool {
+pub fn is_token_refusal(status: u16, body: &[u8]) -> bool {
     let Some(map) = super::object(body) else {
         return false;
     };
