@@ -18,13 +18,22 @@ pub enum EndReason {
     ConsoleExp,
     /// `max_console_seconds` after the admission.
     MaxConsole,
+    /// A revocation names its `sub`, `tenant` or `jti`.
+    Revoked,
 }
 
 impl EndReason {
+    pub const ALL: [EndReason; 3] = [
+        EndReason::ConsoleExp,
+        EndReason::MaxConsole,
+        EndReason::Revoked,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             EndReason::ConsoleExp => "console_exp",
             EndReason::MaxConsole => "max_console",
+            EndReason::Revoked => "revoked",
         }
     }
 }

@@ -21,6 +21,7 @@ const MAP_HTTP_CALL_RESPONSE_HEADERS: u32 = 6;
 const BUFFER_HTTP_CALL_RESPONSE_BODY: u32 = 4;
 const BUFFER_PLUGIN_CONFIGURATION: u32 = 7;
 const METRIC_COUNTER: u32 = 0;
+const METRIC_GAUGE: u32 = 1;
 const METRIC_HISTOGRAM: u32 = 2;
 const STREAM_REQUEST: u32 = 0;
 
@@ -431,25 +432,36 @@ pub fn send_local_response(
 
 /// Defines a counter; its id.
 pub fn define_counter(name: &str) -> Result<u32, HostStatus> {
-    let mut id: u32 = 0;
-    // SAFETY: valid pointer/length pair and out-pointer for the call.
-    match unsafe { proxy_define_metric(METRIC_COUNTER, name.as_ptr(), name.len(), &mut id) } {
-        OK => Ok(id),
-        other => Err(HostStatus(other)),
-    }
+    define_metric(METRIC_COUNTER, name)
 }
 
 /// Defines a histogram; its id.
 pub fn define_histogram(name: &str) -> Result<u32, HostStatus> {
+    define_metric(METRIC_HISTOGRAM, name)
+}
+
+/// Defines a gauge; its id. Every worker's VM names the same stat, so a
+/// gauge moved by `add` is the gateway's total.
+pub fn define_gauge(name: &str) -> Result<u32, HostStatus> {
+    define_metric(METRIC_GAUGE, name)
+}
+
+fn define_metric(kind: u32, name: &str) -> Result<u32, HostStatus> {
     let mut id: u32 = 0;
     // SAFETY: valid pointer/length pair and out-pointer for the call.
-    match unsafe { proxy_define_metric(METRIC_HISTOGRAM, name.as_ptr(), name.len(), &mut id) } {
+    match unsafe { proxy_define_metric(kind, name.as_ptr(), name.len(), &mut id) } {
         OK => Ok(id),
         other => Err(HostStatus(other)),
     }
 }
 
-/// Records one histogram value; a failure is dropped.
+/// Moves a gauge by `offset`; a failure is dropped.
+pub fn add(id: u32, offset: i64) {
+    // SAFETY: plain values.
+    let _ = unsafe { proxy_increment_metric(id, offset) };
+}
+
+/// Records one histogram value, or sets a gauge; a failure is dropped.
 pub fn record(id: u32, value: u64) {
     // SAFETY: plain values.
     let _ = unsafe { proxy_record_metric(id, value) };

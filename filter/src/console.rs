@@ -8,6 +8,7 @@ use mksgate_core::etcd::{Answer, Call, Claim, EtcdStore, Failure, Outcome, Step}
 use mksgate_core::lifetime::Close;
 use mksgate_core::replay::SharedStore;
 use mksgate_core::request::{ClientLookup, LOGGED_PATH_HEADER};
+use mksgate_core::revocation::{Subject, View};
 use mksgate_core::{
     decide, log_line, Audit, Code, Commit, Config, Decision, Deferred, Pending, ReplayStore,
     RequestFacts, Rewrite,
@@ -52,8 +53,13 @@ pub trait Host {
     fn store_outcome(&self, outcome: Outcome, elapsed_ms: i64);
     /// A stream ended while etcd was asked about its link.
     fn store_abandoned(&self);
-    /// The admitted console is to be ended at `close` (the root's tick).
-    fn watch_close(&self, close: Close);
+    /// An admitted console: into the worker's table of open consoles, to
+    /// be ended at `close` (the root's tick) or when a revocation names
+    /// its `subject`.
+    fn watch(&self, close: Option<Close>, subject: Subject);
+    /// Hands the worker's revocation view and the time in milliseconds to
+    /// `read` (`None` when there is none to hand).
+    fn with_revocations<R>(&self, read: impl FnOnce(Option<(&View, i64)>) -> R) -> R;
     /// The worker's etcd token, if it has one (etcd's access control).
     fn etcd_token(&self) -> Option<Rc<str>>;
     /// etcd refused `token`: the worker drops it (if it still holds it)
@@ -129,7 +135,16 @@ pub fn on_request_headers<H: Host>(host: &H, config: Option<&Config>) -> Next {
         host.clear_route_cache();
     }
     let now = host.now();
-    let decision = decide(config, &facts, now);
+    let decision = if config.revocation.is_some() {
+        host.with_revocations(|view| {
+            // The facts for this call only: the view is borrowed for it.
+            let mut facts = facts;
+            facts.revocations = view;
+            decide(config, &facts, now)
+        })
+    } else {
+        decide(config, &facts, now)
+    };
     if !matches!(decision, Decision::PassThrough { .. }) {
         // A console request: logs that print the path get it without the
         // query (the token) and, after admission, instead of the ticket. A
@@ -296,9 +311,7 @@ fn apply<H: Host>(host: &H, config: &Config, commit: Commit<'_>, client: Option<
     }
     host.clear_route_cache();
     finish(host, log, Code::Admitted, &rewrite.audit, client);
-    if let Some(close) = rewrite.close {
-        host.watch_close(close);
-    }
+    host.watch(rewrite.close, rewrite.subject);
     Next::Continue
 }
 

@@ -8,15 +8,21 @@ use mksgate_core::replay::{SetError, SharedStore, StoreUnavailable};
 /// Sends `call` to etcd (`POST`, JSON) through `store.cluster`; false if
 /// Envoy refused to.
 pub fn dispatch_to_etcd(store: &EtcdStore, call: &Call) -> bool {
+    dispatch_to(&store.cluster, &store.authority, call).is_some()
+}
+
+/// Sends `call` through `cluster`; the call's token (its answer names it),
+/// `None` if Envoy refused to.
+pub fn dispatch_to(cluster: &str, authority: &str, call: &Call) -> Option<u32> {
     abi::dispatch_post(
-        &store.cluster,
-        &store.authority,
+        cluster,
+        authority,
         call.path,
         call.body.as_bytes(),
         call.timeout_ms,
         call.authorization.as_deref(),
     )
-    .is_ok()
+    .ok()
 }
 
 /// Hands the answer of the HTTP call just completed to `read`, as core's

@@ -12,6 +12,7 @@ use mksgate_core::audit::DECISION_PROPERTY;
 use mksgate_core::etcd::{Call, EtcdStore, Outcome};
 use mksgate_core::lifetime::Close;
 use mksgate_core::replay::SharedStore;
+use mksgate_core::revocation::{Subject, View};
 use mksgate_core::{Audit, Code};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
@@ -81,7 +82,9 @@ impl Console {
     /// call still in flight was abandoned.
     fn end(&mut self) {
         if let Some(ready) = &self.ready {
-            ready.open.borrow_mut().forget(self.id);
+            if ready.open.borrow_mut().forget(self.id) {
+                ready.metrics.console_closed();
+            }
         }
         if let Some(waiting) = self.waiting.take() {
             let host = Envoy {
@@ -204,9 +207,21 @@ impl Host for Envoy<'_> {
         }
     }
 
-    fn watch_close(&self, close: Close) {
+    fn watch(&self, close: Option<Close>, subject: Subject) {
         if let Some(ready) = self.ready {
-            ready.open.borrow_mut().watch(self.id, close);
+            if ready.open.borrow_mut().watch(self.id, close, subject) {
+                ready.metrics.console_opened();
+            }
+        }
+    }
+
+    fn with_revocations<R>(&self, read: impl FnOnce(Option<(&View, i64)>) -> R) -> R {
+        match self.ready {
+            Some(ready) => {
+                let view = ready.revocations.borrow();
+                read(Some((&view, abi::now_millis())))
+            }
+            None => read(None),
         }
     }
 

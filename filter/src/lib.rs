@@ -12,6 +12,7 @@ mod lifetime;
 mod login;
 mod metrics;
 mod ready;
+mod revocation;
 mod root;
 
 static LOGGER: abi::HostLogger = abi::HostLogger;

@@ -21,8 +21,8 @@ pub const TICK_MS: u32 = 200;
 
 #[derive(Debug, Default)]
 pub struct Login {
-    /// When the login in flight was sent.
-    in_flight_since_ms: Option<i64>,
+    /// The login in flight: its call's token and when it was sent.
+    in_flight: Option<(u32, i64)>,
     /// When the last login succeeded.
     last_ok_ms: Option<i64>,
 }
@@ -64,7 +64,7 @@ impl Login {
             return;
         };
         let now = abi::now_millis();
-        if let Some(since) = self.in_flight_since_ms {
+        if let Some((_, since)) = self.in_flight {
             // Envoy answers every call by its timeout; this only guards
             // against an answer that never comes.
             if now - since < i64::from(store.timeout_ms) + i64::from(TICK_MS) {
@@ -78,8 +78,8 @@ impl Login {
         if fresh {
             return;
         }
-        if host::dispatch_to_etcd(store, &call) {
-            self.in_flight_since_ms = Some(now);
+        if let Some(token) = host::dispatch_to(&store.cluster, &store.authority, &call) {
+            self.in_flight = Some((token, now));
         } else {
             ready.metrics.etcd_login(false);
             log::error!(
@@ -89,8 +89,13 @@ impl Login {
         }
     }
 
+    /// Whether the call answered under `token` is this login's.
+    pub fn owns(&self, token: u32) -> bool {
+        self.in_flight.is_some_and(|(t, _)| t == token)
+    }
+
     pub fn on_answer(&mut self, ready: &Ready, body_size: usize) {
-        self.in_flight_since_ms = None;
+        self.in_flight = None;
         let token = host::with_etcd_answer(body_size, |answer| {
             let token = etcd::token_in(answer);
             if token.is_none() {

@@ -21,14 +21,20 @@ pub struct Metrics {
     store_abandoned: Option<u32>,
     /// With the etcd store: the worker's own logins, succeeded and failed.
     etcd_login: [Option<u32>; 2],
-    /// Consoles the filter ended: `console_exp`, `max_console`.
-    ended: [Option<u32>; 2],
+    /// Consoles the filter ended, by `EndReason::ALL`.
+    ended: [Option<u32>; 3],
+    /// The gateway's open consoles (every worker moves the one gauge).
+    open: Option<u32>,
+    /// With `revocation`: reads that succeeded and failed, and the age of
+    /// the view in milliseconds (set by whichever worker ticked last).
+    revocation_reads: [Option<u32>; 2],
+    revocation_age: Option<u32>,
 }
 
 impl Metrics {
     /// The decision counters, and with `etcd` the store's metrics:
     /// `mksgate.replay_store.<outcome>`, `.abandoned` and `.latency_ms`.
-    pub fn define(etcd: bool) -> Metrics {
+    pub fn define(etcd: bool, revocation: bool) -> Metrics {
         let ids = Code::ALL
             .iter()
             .map(|code| abi::define_counter(&format!("mksgate.decision.{}", code.as_str())).ok())
@@ -59,18 +65,51 @@ impl Metrics {
             store_latency,
             store_abandoned,
             etcd_login,
-            ended: [EndReason::ConsoleExp, EndReason::MaxConsole]
+            ended: EndReason::ALL
                 .map(|r| abi::define_counter(&format!("mksgate.console_end.{}", r.as_str())).ok()),
+            open: abi::define_gauge("mksgate.consoles_open").ok(),
+            revocation_reads: if revocation {
+                ["ok", "error"]
+                    .map(|o| abi::define_counter(&format!("mksgate.revocation.read.{o}")).ok())
+            } else {
+                [None, None]
+            },
+            revocation_age: if revocation {
+                abi::define_gauge("mksgate.revocation.view_age_ms").ok()
+            } else {
+                None
+            },
         }
     }
 
     pub fn console_ended(&self, reason: EndReason) {
-        let i = match reason {
-            EndReason::ConsoleExp => 0,
-            EndReason::MaxConsole => 1,
-        };
-        if let Some(id) = self.ended[i] {
+        let i = EndReason::ALL.iter().position(|r| *r == reason);
+        if let Some(Some(id)) = i.map(|i| self.ended[i]) {
             abi::increment(id);
+        }
+    }
+
+    pub fn console_opened(&self) {
+        if let Some(id) = self.open {
+            abi::add(id, 1);
+        }
+    }
+
+    pub fn console_closed(&self) {
+        if let Some(id) = self.open {
+            abi::add(id, -1);
+        }
+    }
+
+    pub fn revocation_read(&self, ok: bool) {
+        if let Some(id) = self.revocation_reads[usize::from(!ok)] {
+            abi::increment(id);
+        }
+    }
+
+    pub fn revocation_view_age(&self, age_ms: i64) {
+        if let Some(id) = self.revocation_age {
+            abi::record(id, u64::try_from(age_ms).unwrap_or(0));
         }
     }
 

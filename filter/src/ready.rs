@@ -1,9 +1,12 @@
 //! What the root context hands every stream context of its worker: the
 //! compiled configuration and the metric ids, defined once at configure
-//! time. The one type the two contexts share, so neither imports the other.
+//! time, and the worker's state that outlives a configuration push (the
+//! table of open consoles, the revocation view, the etcd token). The one
+//! type the two contexts share, so neither imports the other.
 
 use crate::lifetime::OpenConsoles;
 use crate::metrics::Metrics;
+use mksgate_core::revocation::View;
 use mksgate_core::Config;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -15,17 +18,40 @@ pub struct Ready {
     /// claim starts with it, so only the first, and one after the token
     /// ends, authenticates.
     pub etcd_token: RefCell<Option<Rc<str>>>,
-    /// The consoles the filter will end, by stream context.
-    pub open: RefCell<OpenConsoles>,
+    /// The worker's open consoles, by stream context: shared with the
+    /// `Ready` of every configuration since the worker started.
+    pub open: Rc<RefCell<OpenConsoles>>,
+    /// The worker's view of the revocations (with `revocation`).
+    pub revocations: Rc<RefCell<View>>,
 }
 
 impl Ready {
-    pub fn new(config: Config, metrics: Metrics) -> Ready {
+    /// A `Ready` for `config`, taking over the worker's open consoles and,
+    /// when it reads the same revocations, the view from `old`.
+    pub fn new(config: Config, metrics: Metrics, old: Option<&Ready>) -> Ready {
+        let open = old.map_or_else(Rc::default, |o| o.open.clone());
+        let revocations = match old {
+            Some(o) if o.config.revocation == config.revocation => o.revocations.clone(),
+            _ => Rc::default(),
+        };
         Ready {
             config,
             metrics,
             etcd_token: RefCell::new(None),
-            open: RefCell::new(OpenConsoles::default()),
+            open,
+            revocations,
+        }
+    }
+
+    /// The token revocation reads carry: the worker's etcd token when they
+    /// go to the replay store's cluster (whose login it is).
+    pub fn revocation_token(&self) -> Option<Rc<str>> {
+        let source = self.config.revocation.as_ref()?;
+        match &self.config.replay_store {
+            mksgate_core::ReplayStore::Etcd(store) if store.cluster == source.cluster => {
+                self.etcd_token.borrow().clone()
+            }
+            _ => None,
         }
     }
 }

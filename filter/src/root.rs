@@ -8,6 +8,7 @@ use crate::http::Console;
 use crate::login::{self, Login};
 use crate::metrics::Metrics;
 use crate::ready::Ready;
+use crate::revocation::Poller;
 use mksgate_core::{replay, Config, ReplayStore};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
@@ -17,6 +18,7 @@ pub struct Root {
     id: u32,
     ready: Option<Rc<Ready>>,
     login: Login,
+    revocation: Poller,
 }
 
 impl Root {
@@ -25,22 +27,29 @@ impl Root {
             id,
             ready: None,
             login: Login::default(),
+            revocation: Poller::default(),
         }
     }
 }
 
 impl Context for Root {
-    /// The answer to the root's own etcd login (in the Rust SDK, a call
-    /// made from the root context is answered here).
+    /// The answers to the root's own calls, its etcd login and its
+    /// revocation reads (in the Rust SDK, a call made from the root context
+    /// is answered here).
     fn on_http_call_response(
         &mut self,
-        _token_id: u32,
+        token_id: u32,
         _num_headers: usize,
         body_size: usize,
         _num_trailers: usize,
     ) {
-        if let Some(ready) = &self.ready {
+        let Some(ready) = &self.ready else {
+            return;
+        };
+        if self.login.owns(token_id) {
             self.login.on_answer(ready, body_size);
+        } else if self.revocation.owns(token_id) {
+            self.revocation.on_answer(ready, body_size, self.id);
         }
     }
 }
@@ -85,7 +94,19 @@ impl RootContext for Root {
             env!("CARGO_PKG_VERSION"),
             PROXY_WASM_ABI,
         );
-        let ready = Ready::new(config, Metrics::define(etcd));
+        let revocation = config.revocation.is_some();
+        let ready = Ready::new(
+            config,
+            Metrics::define(etcd, revocation),
+            self.ready.as_deref(),
+        );
+        let same_view = self
+            .ready
+            .as_ref()
+            .is_some_and(|old| Rc::ptr_eq(&old.revocations, &ready.revocations));
+        if !same_view {
+            self.revocation = Poller::default();
+        }
         // The tick ends consoles whose time has come and, with etcd's
         // access control, keeps the worker logged in.
         if !abi::set_tick_period_ms(login::TICK_MS) {
@@ -106,10 +127,13 @@ impl RootContext for Root {
 
     fn on_tick(&mut self) {
         if let Some(ready) = &self.ready {
-            crate::lifetime::end_due(ready, self.id);
+            let mut open = ready.open.borrow_mut();
+            crate::lifetime::end_consoles(&mut open, None, &ready.metrics, self.id);
+            drop(open);
             if Login::needed(ready) {
                 self.login.on_tick(ready);
             }
+            self.revocation.on_tick(ready);
         }
     }
 

@@ -157,6 +157,13 @@ impl View {
         Some(call)
     }
 
+    /// The read just started could not be sent: the next tick tries again,
+    /// with a full read.
+    pub fn abandon(&mut self) {
+        self.read = None;
+        self.full_read_needed = true;
+    }
+
     /// etcd's answer to the read in flight.
     pub fn on_answer(&mut self, source: &RevocationSource, answer: Answer<'_>) -> ReadOutcome {
         let Some(mut read) = self.read.take() else {

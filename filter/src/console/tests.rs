@@ -7,6 +7,7 @@ use mksgate_core::etcd::{Call as EtcdCall, Failure};
 use mksgate_core::jws::{self, Alg, Key};
 use mksgate_core::replay::tests_support::EnvoyLikeStore;
 use mksgate_core::request::LOGGED_PATH_HEADER;
+use mksgate_core::revocation::{Subject, View};
 use std::cell::RefCell;
 
 const NOW: i64 = 1_800_000_000;
@@ -68,7 +69,7 @@ enum Call {
     Resume,
     StoreOutcome(Outcome),
     StoreAbandoned,
-    WatchClose(mksgate_core::lifetime::Close),
+    Watch(Option<mksgate_core::lifetime::Close>),
     ClientAddress,
 }
 
@@ -251,8 +252,11 @@ impl Host for Mock {
     fn store_abandoned(&self) {
         self.calls.borrow_mut().push(Call::StoreAbandoned);
     }
-    fn watch_close(&self, close: mksgate_core::lifetime::Close) {
-        self.calls.borrow_mut().push(Call::WatchClose(close));
+    fn watch(&self, close: Option<mksgate_core::lifetime::Close>, _subject: Subject) {
+        self.calls.borrow_mut().push(Call::Watch(close));
+    }
+    fn with_revocations<R>(&self, read: impl FnOnce(Option<(&View, i64)>) -> R) -> R {
+        read(None)
     }
     fn etcd_token(&self) -> Option<std::rc::Rc<str>> {
         self.etcd_token.borrow().clone()
