@@ -3,10 +3,12 @@
 
 mod check;
 mod envoy_config;
+mod etcd_http;
 mod inspect;
 mod keygen;
 mod keys;
 mod load;
+mod revoke;
 mod sign;
 mod util;
 
@@ -32,6 +34,7 @@ enum Command {
     Inspect(inspect::Args),
     CheckConfig(check::Args),
     EnvoyConfig(envoy_config::Args),
+    Revoke(Box<revoke::Args>),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +48,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => inspect::run(args),
         Command::CheckConfig(args) => check::run(args),
         Command::EnvoyConfig(args) => envoy_config::run(args),
+        Command::Revoke(args) => revoke::run(args),
     };
     result.unwrap_or_else(|failure| failure.exit())
 }

@@ -44,14 +44,28 @@ impl Ready {
     }
 
     /// The token revocation reads carry: the worker's etcd token when they
-    /// go to the replay store's cluster (whose login it is).
-    pub fn revocation_token(&self) -> Option<Rc<str>> {
-        let source = self.config.revocation.as_ref()?;
+    /// go to the replay store's cluster with access control on (whose
+    /// login it is); `Err` while that token is missing (the login is due
+    /// within a tick: a read without it would only be refused).
+    pub fn revocation_token(&self) -> Result<Option<Rc<str>>, NotLoggedIn> {
+        let Some(source) = self.config.revocation.as_ref() else {
+            return Ok(None);
+        };
         match &self.config.replay_store {
-            mksgate_core::ReplayStore::Etcd(store) if store.cluster == source.cluster => {
-                self.etcd_token.borrow().clone()
+            mksgate_core::ReplayStore::Etcd(store)
+                if store.cluster == source.cluster && store.auth().is_some() =>
+            {
+                self.etcd_token
+                    .borrow()
+                    .clone()
+                    .map(Some)
+                    .ok_or(NotLoggedIn)
             }
-            _ => None,
+            _ => Ok(None),
         }
     }
 }
+
+/// The worker has no etcd token (yet).
+#[derive(Debug)]
+pub struct NotLoggedIn;

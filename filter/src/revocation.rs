@@ -31,13 +31,14 @@ impl Poller {
             return;
         };
         let now = abi::now_millis();
-        let token = ready.revocation_token();
-        let call = ready
-            .revocations
-            .borrow_mut()
-            .poll(source, now, token.as_deref());
-        if let Some(call) = call {
-            self.send(ready, &call);
+        if let Ok(token) = ready.revocation_token() {
+            let call = ready
+                .revocations
+                .borrow_mut()
+                .poll(source, now, token.as_deref());
+            if let Some(call) = call {
+                self.send(ready, &call);
+            }
         }
         let age = ready.revocations.borrow().age_ms(now);
         ready.metrics.revocation_view_age(age.unwrap_or(0));
@@ -89,12 +90,15 @@ impl Poller {
             }
             ReadOutcome::Failed {
                 detail,
-                token_refused,
+                refused_token,
             } => {
                 ready.metrics.revocation_read(false);
-                if token_refused {
+                if let Some(refused) = refused_token {
                     // The root's login replaces it within a tick.
-                    *ready.etcd_token.borrow_mut() = None;
+                    let mut kept = ready.etcd_token.borrow_mut();
+                    if kept.as_deref() == Some(refused.as_str()) {
+                        *kept = None;
+                    }
                 }
                 log::error!(r#"{{"mksgate":"revocation","outcome":"error","detail":"{detail}"}}"#);
             }

@@ -24,6 +24,18 @@ pub struct EtcdTls {
     dir: PathBuf,
 }
 
+impl EtcdTls {
+    /// PEM files for a command-line client (etcdctl, `mksgate revoke`):
+    /// the CA, and the client certificate and its key.
+    pub fn client_files(&self) -> Result<[PathBuf; 3]> {
+        let cert = self.dir.join("admin.pem");
+        let key = self.dir.join("admin.key");
+        std::fs::write(&cert, self.client.chain_pem())?;
+        std::fs::write(&key, &self.client.key_pem)?;
+        Ok([self.dir.join("ca.pem"), cert, key])
+    }
+}
+
 struct Member {
     name: String,
     ip: IpAddr,
@@ -49,6 +61,9 @@ pub struct EtcdCluster {
 
 /// The gateways' etcd user (`deploy/etcd/setup-auth.sh`).
 pub const GATEWAY_USER: &str = "mksgate";
+
+/// The user who may write revocations (`deploy/etcd/setup-auth.sh`).
+pub const REVOKER_USER: &str = "mksgate-revoker";
 
 /// The name every etcd member's certificate carries in the shipped
 /// layouts (`envoy/fleet.yaml`, `envoy/istio/etcd.yaml`), which the gateway
@@ -224,11 +239,18 @@ impl EtcdCluster {
     /// with the gateways' client certificate): root, and the gateways' user
     /// with `gateway_password` and the shipped role.
     pub fn enable_auth(&self, gateway_password: &str) -> Result<()> {
+        self.enable_auth_with_revoker(gateway_password, None)
+    }
+
+    /// As `enable_auth`, and with `revoker_password` the user
+    /// `REVOKER_USER`, who may write revocations only.
+    pub fn enable_auth_with_revoker(
+        &self,
+        gateway_password: &str,
+        revoker_password: Option<&str>,
+    ) -> Result<()> {
         let tls = self.tls.as_ref().context("access control needs TLS")?;
-        let cert = tls.dir.join("admin.pem");
-        let key = tls.dir.join("admin.key");
-        std::fs::write(&cert, tls.client.chain_pem())?;
-        std::fs::write(&key, &tls.client.key_pem)?;
+        let [ca, cert, key] = tls.client_files()?;
         let root_password = format!("root-{}", crate::link::fresh_jti());
         let script = mksgate_testkit::paths::workspace_root().join("deploy/etcd/setup-auth.sh");
         let m = &self.members[0];
@@ -238,11 +260,12 @@ impl EtcdCluster {
                 "ETCDCTL_ENDPOINTS",
                 format!("https://{}:{}", m.ip, m.client_port),
             )
-            .env("ETCDCTL_CACERT", tls.dir.join("ca.pem"))
+            .env("ETCDCTL_CACERT", &ca)
             .env("ETCDCTL_CERT", &cert)
             .env("ETCDCTL_KEY", &key)
             .env("ROOT_PASSWORD", &root_password)
             .env("MKSGATE_PASSWORD", gateway_password)
+            .env("REVOKER_PASSWORD", revoker_password.unwrap_or_default())
             .output()
             .context("running deploy/etcd/setup-auth.sh (etcdctl: scripts/setup.sh installs it)")?;
         if !out.status.success() {

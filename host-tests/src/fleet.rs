@@ -32,6 +32,8 @@ pub struct Fleet {
     pub cert: CertKey,
     /// The gateways' etcd password (user `etcd::GATEWAY_USER`).
     pub etcd_password: String,
+    /// The password of `etcd::REVOKER_USER`, who writes revocations.
+    pub revoker_password: String,
     secret: Vec<u8>,
     yaml: String,
     opts: EnvoyOpts,
@@ -72,11 +74,12 @@ impl Fleet {
         // them (PR_SET_PDEATHSIG), and tokio ends idle blocking threads
         // after 10 s. A runtime worker lives as long as the test.
         let etcd_password = format!("gw-{}", link::fresh_jti());
+        let revoker_password = format!("rv-{}", link::fresh_jti());
         let etcd = tokio::task::block_in_place(|| -> Result<EtcdCluster> {
             let etcd = EtcdCluster::start_full(&etcd_ips(), true, etcd_name, token_ttl)?;
             // Access control on, as shipped: the gateways log in as the
             // shipped role's user.
-            etcd.enable_auth(&etcd_password)?;
+            etcd.enable_auth_with_revoker(&etcd_password, Some(&revoker_password))?;
             Ok(etcd)
         })?;
         let mut standins = Vec::new();
@@ -136,6 +139,7 @@ impl Fleet {
             standins,
             cert,
             etcd_password,
+            revoker_password,
             secret,
             yaml,
             opts,
@@ -158,14 +162,15 @@ impl Fleet {
         // of a broken etcd then sees what clients would).
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while std::time::Instant::now() < deadline {
-            let logins = envoy
-                .stats()
-                .await?
-                .get("wasmcustom.mksgate.etcd_auth.ok")
-                .copied()
-                .unwrap_or(0);
-            // One login per worker, and one by the main thread's VM.
-            if logins > u64::from(self.opts.concurrency) {
+            let stats = envoy.stats().await?;
+            let count = |name: &str| stats.get(name).copied().unwrap_or(0);
+            // One login per worker, and one by the main thread's VM; with
+            // revocation on, a first read of the revocations by each too.
+            let workers = u64::from(self.opts.concurrency);
+            let reads = stats.get("wasmcustom.mksgate.revocation.read.ok");
+            if count("wasmcustom.mksgate.etcd_auth.ok") > workers
+                && reads.is_none_or(|r| *r > workers)
+            {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -227,6 +232,64 @@ impl Fleet {
             replies.push(self.fire(g, &path).await);
         }
         Ok(replies)
+    }
+
+    /// An admitted console through gateway `g` with `path`, from the next
+    /// of many client addresses, as the wmks console connects.
+    pub async fn open(&self, g: usize, path: &str) -> Result<crate::client::Session> {
+        let opts = crate::client::ClientOpts::new()
+            .connect_to(self.addrs[g])
+            .trust(Trust::Pinned(vec![self.cert.cert_der.clone()]))
+            .sni(GATEWAY_NAME)
+            .source(crate::clients::MANY_USERS.next())
+            .header("Origin", shipped::ORIGIN)
+            .wmks_protocols();
+        let url = format!("wss://{GATEWAY_NAME}:{}{path}", self.addrs[g].port());
+        crate::client::connect(&url, &opts).await?.session()
+    }
+
+    /// Runs `mksgate revoke` against this fleet's etcd, logged in as
+    /// `etcd::REVOKER_USER`, with `args` after the connection's: its exit
+    /// status and output.
+    pub fn revoke(&self, args: &[&str]) -> Result<(i32, String)> {
+        let tls = self
+            .etcd
+            .tls
+            .as_ref()
+            .context("the fleet's etcd runs TLS")?;
+        let [ca, cert, key] = tls.client_files()?;
+        let urls: Vec<String> = self
+            .etcd
+            .client_addrs()
+            .iter()
+            .map(|a| format!("https://{a}"))
+            .collect();
+        let out = std::process::Command::new(mksgate_testkit::paths::cli_bin()?)
+            .arg("revoke")
+            .args(["--etcd", &urls.join(",")])
+            .arg("--cacert")
+            .arg(&ca)
+            .arg("--cert")
+            .arg(&cert)
+            .arg("--key")
+            .arg(&key)
+            .args(["--server-name", crate::etcd::SERVER_NAME])
+            .args([
+                "--user",
+                crate::etcd::REVOKER_USER,
+                "--password-env",
+                "REVOKER_PASSWORD",
+            ])
+            .env("REVOKER_PASSWORD", &self.revoker_password)
+            .args(args)
+            .output()
+            .context("running mksgate revoke")?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok((out.status.code().unwrap_or(-1), text))
     }
 
     /// Requests that reached the ESXi stand-ins, all together.

@@ -67,6 +67,26 @@ fn resolve_envoy_bin(env: Option<std::ffi::OsString>) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// The `mksgate` command, built (debug, as the tests are) if it is not
+/// there yet, so a test runs the very binary an operator would.
+pub fn cli_bin() -> Result<PathBuf> {
+    static BUILT: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    let path = target_dir().join("debug/mksgate");
+    if !*built {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .args(["build", "--quiet", "-p", "mksgate-cli", "--bin", "mksgate"])
+            .current_dir(workspace_root())
+            .status()?;
+        if !status.success() || !path.is_file() {
+            bail!("building the mksgate command failed: {status}");
+        }
+        *built = true;
+    }
+    Ok(path)
+}
+
 static UNIQUE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 /// A fresh directory under the system temp dir, named `<prefix>-<pid>-…`

@@ -216,7 +216,7 @@ fn a_failed_read_keeps_the_view_and_its_age_until_it_is_stale() {
         assert!(matches!(
             view.on_answer(&source, bad),
             ReadOutcome::Failed {
-                token_refused: false,
+                refused_token: None,
                 ..
             }
         ));
@@ -229,19 +229,20 @@ fn a_failed_read_keeps_the_view_and_its_age_until_it_is_stale() {
     let bob = Subject::of(Some("bob"), None, None);
     assert_eq!(view.verdict(&bob, 30_000, 30_000), Verdict::Clear);
     assert_eq!(view.verdict(&bob, 30_001, 30_000), Verdict::Unavailable);
-    let _ = view.poll(&source, 31_000, None).unwrap();
+    let _ = view.poll(&source, 31_000, Some("old")).unwrap();
     let refused = br#"{"error":"etcdserver: invalid auth token","code":16}"#;
     let answer = Answer::Response {
         status: 401,
         body: refused,
     };
-    assert!(matches!(
-        view.on_answer(&source, answer),
-        ReadOutcome::Failed {
-            token_refused: true,
-            ..
-        }
-    ));
+    let ReadOutcome::Failed { refused_token, .. } = view.on_answer(&source, answer) else {
+        panic!("failed")
+    };
+    assert_eq!(
+        refused_token.as_deref(),
+        Some("old"),
+        "the token it carried"
+    );
     // An answer that never comes is given up after the timeout.
     let _ = view.poll(&source, 40_000, None).unwrap();
     assert!(view.poll(&source, 41_000, None).is_none());

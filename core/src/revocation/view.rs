@@ -47,9 +47,12 @@ pub enum ReadOutcome {
     /// that were not in the view before (live consoles are to be checked).
     Done { added: bool },
     /// The read failed; the view keeps its age. The detail is etcd's or
-    /// Envoy's words, never a key. `token_refused`: the worker's etcd token
-    /// is to be dropped.
-    Failed { detail: String, token_refused: bool },
+    /// Envoy's words, never a key. `refused_token`: the token etcd
+    /// refused, which the worker drops if it still holds it.
+    Failed {
+        detail: String,
+        refused_token: Option<String>,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -167,19 +170,19 @@ impl View {
     /// etcd's answer to the read in flight.
     pub fn on_answer(&mut self, source: &RevocationSource, answer: Answer<'_>) -> ReadOutcome {
         let Some(mut read) = self.read.take() else {
-            return failed("no read in flight".to_string(), false);
+            return failed("no read in flight".to_string(), None);
         };
         let page = match answer {
             Answer::Response { status: 200, body } => parse_page(body, &source.key_prefix),
             Answer::Response { status, body } if is_token_refusal(status, body) => {
                 self.full_read_needed = true;
-                return failed(failure_detail(&answer), true);
+                return failed(failure_detail(&answer), read.token);
             }
             _ => None,
         };
         let Some(page) = page else {
             self.full_read_needed = true;
-            return failed(failure_detail(&answer), false);
+            return failed(failure_detail(&answer), None);
         };
         if read.revision.is_none() {
             read.revision = Some(page.revision);
@@ -193,7 +196,7 @@ impl View {
         if let Some(last) = page.last_key.filter(|_| page.more) {
             if read.pages >= MAX_PAGES {
                 self.full_read_needed = true;
-                return failed("more revocations than a read may page".to_string(), false);
+                return failed("more revocations than a read may page".to_string(), None);
             }
             read.next_key = last;
             read.next_key.push(0);
@@ -221,10 +224,10 @@ impl View {
     }
 }
 
-fn failed(detail: String, token_refused: bool) -> ReadOutcome {
+fn failed(detail: String, refused_token: Option<String>) -> ReadOutcome {
     ReadOutcome::Failed {
         detail,
-        token_refused,
+        refused_token,
     }
 }
 
