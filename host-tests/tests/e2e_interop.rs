@@ -296,11 +296,34 @@ fn code_block(doc: &str, heading: &str, lang: &str) -> String {
 }
 
 #[test]
+fn the_portals_revocation_key_is_the_gateways() {
+    require_tool("python3");
+    use mksgate_core::revocation::{key, Kind, DEFAULT_KEY_PREFIX};
+    for (kind, value) in [
+        (Kind::Sub, "alice@example.com"),
+        (Kind::Tenant, "t-1"),
+        (Kind::Jti, "0f9e"),
+        (Kind::Sub, "Ünïcode"),
+    ] {
+        let mut cmd = Command::new("python3");
+        cmd.arg(portal("revocation_key.py"))
+            .args([kind.as_str(), value]);
+        let out = run_bounded(&mut cmd, Duration::from_secs(30));
+        assert_eq!(out.trim(), key(DEFAULT_KEY_PREFIX, kind, value), "{value}");
+    }
+}
+
+#[test]
 fn portal_guide_shows_the_tested_snippets_verbatim() {
     let doc = std::fs::read_to_string(workspace_root().join("docs/portal.md")).unwrap();
     for (heading, lang, file) in [
         ("### Python (PyJWT)", "python", "mint_link.py"),
         ("### Node (jose)", "javascript", "mint_link.mjs"),
+        (
+            "### Ending a user's consoles (revocation)",
+            "python",
+            "revocation_key.py",
+        ),
     ] {
         let shown = code_block(&doc, heading, lang);
         let actual = std::fs::read_to_string(portal(file)).unwrap();
