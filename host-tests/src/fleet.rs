@@ -18,6 +18,19 @@ use std::time::Duration;
 /// The gateways' name (certificate, SNI).
 pub const GATEWAY_NAME: &str = crate::gateway::GATEWAY_NAME;
 
+/// An edit of the shipped file that takes its `revocation` block out: for
+/// tests of the one-time store alone (with it, a view that cannot be read
+/// refuses links first, `revocation_unavailable`, and its reads keep the
+/// worker's etcd token in use).
+pub const WITHOUT_REVOCATION: (&str, &str) = (
+    r#"                      "revocation": {
+                        "etcd": {"cluster": "mksgate_etcd", "authority": "etcd", "poll_ms": 1000,
+                                 "timeout_ms": 1500, "max_stale_ms": 30000}
+                      },
+"#,
+    "",
+);
+
 /// The etcd members' addresses.
 pub fn etcd_ips() -> [IpAddr; 3] {
     [31, 32, 33].map(|n| IpAddr::V4(Ipv4Addr::new(127, 0, 0, n)))
@@ -53,14 +66,23 @@ impl Fleet {
 
     /// One gateway in front of an etcd whose simple tokens end after
     /// `seconds` idle.
+    /// Without revocations: their reads would keep the token in use.
     pub async fn start_with_etcd_token_ttl(seconds: u64) -> Result<Fleet> {
-        Fleet::start_full(1, 1, &[], crate::etcd::SERVER_NAME, Some(seconds)).await
+        Fleet::start_full(
+            1,
+            1,
+            &[WITHOUT_REVOCATION],
+            crate::etcd::SERVER_NAME,
+            Some(seconds),
+        )
+        .await
     }
 
     /// One gateway in front of an etcd whose certificate, from the right
     /// CA, names `server_name` instead of the shipped name.
+    /// Without revocations, as for a wrong login.
     pub async fn start_with_etcd_named(server_name: &str) -> Result<Fleet> {
-        Fleet::start_full(1, 1, &[], server_name, None).await
+        Fleet::start_full(1, 1, &[WITHOUT_REVOCATION], server_name, None).await
     }
 
     async fn start_full(

@@ -11,7 +11,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use mksgate_host_tests::bounded;
 use mksgate_host_tests::etcd::GATEWAY_USER;
-use mksgate_host_tests::fleet::Fleet;
+use mksgate_host_tests::fleet::{Fleet, WITHOUT_REVOCATION};
 use std::time::{Duration, Instant};
 
 /// One fleet at a time (fixed etcd addresses).
@@ -104,9 +104,18 @@ async fn the_shipped_role_records_links_and_nobody_else_can_touch_them() {
 async fn a_wrong_login_refuses_every_link_and_says_so_without_the_password() {
     bounded(90, async {
         let _serial = SERIAL.lock().await;
-        let fleet = Fleet::start_with(1, 1, &[(r#""user": "mksgate""#, r#""user": "nobody""#)])
-            .await
-            .unwrap();
+        // Without revocations, whose reads would fail too and refuse first
+        // (`revocation_unavailable`): this is the store's refusal.
+        let fleet = Fleet::start_with(
+            1,
+            1,
+            &[
+                (r#""user": "mksgate""#, r#""user": "nobody""#),
+                WITHOUT_REVOCATION,
+            ],
+        )
+        .await
+        .unwrap();
         for (i, r) in fleet.fire_fresh(0, 5).await.unwrap().iter().enumerate() {
             assert_eq!(
                 (r.status, r.decision.as_deref()),

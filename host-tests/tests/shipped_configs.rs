@@ -198,6 +198,13 @@ fn fleet_is_static_clusters_but_for_the_etcd_store() {
         .remove("replay_store")
         .unwrap();
     assert_eq!(store["etcd"]["cluster"], "mksgate_etcd");
+    // Revocations are read from the same etcd (README, "Ending consoles").
+    let revocation = plugin
+        .as_object_mut()
+        .unwrap()
+        .remove("revocation")
+        .unwrap();
+    assert_eq!(revocation["etcd"]["cluster"], "mksgate_etcd");
     // The plugin config as the static layout has it, otherwise.
     let mut static_listener = stat["static_resources"]["listeners"][0].clone();
     let static_raw = wasm_filter_mut(&mut static_listener)["config"]["configuration"]["value"]
