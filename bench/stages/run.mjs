@@ -15,7 +15,7 @@ const { instance } = await WebAssembly.instantiate(readFileSync(file), wasi.getI
 wasi.initialize(instance);
 const x = instance.exports;
 if (x.stages_setup(links) !== 1) throw new Error("setup failed");
-const names = ["facts", "verify", "decide", "commit", "scoped"];
+const names = ["facts", "verify", "decide", "commit", "scoped", "revocation"];
 const times = names.map(() => []);
 for (let r = 0; r < rounds + 2; r++) {
   for (let s = 0; s < names.length; s++) {
@@ -37,10 +37,11 @@ const what = [
   "the rest of the decision: claims JSON, checks, rewrite, audit (ticket hash)",
   "the one-time-link claim in the shared-data table",
   "the decision (stage decide) with the key scoped to the host and tenant",
+  "the decision (stage decide) checked against 1,000 revocations",
 ];
-// `scoped` is the decide stage again with a scoped key: its own cost is
-// over `decide`, not over `commit`.
-const base = [null, 0, 1, 2, 2];
+// `scoped` and `revocation` are the decide stage again with a scoped key
+// or revocations: their own cost is over `decide`, not over `commit`.
+const base = [null, 0, 1, 2, 2, 2];
 for (let s = 0; s < names.length; s++) {
   const own = s === 0 ? med[0] : med[s] - med[base[s]];
   console.log(`| ${names[s]}: ${what[s]} | ${med[s].toFixed(2)} | ${own.toFixed(2)} |`);

@@ -15,9 +15,13 @@
 //!    host's store modelled in memory, with Envoy's semantics)
 //! 4. `scoped`  stage 2 with the key scoped (`scope.hosts` and
 //!    `scope.tenants`): its cost is its time minus stage 2's
+//! 5. `revocation` stage 2 with `revocation` configured and a view of
+//!    1,000 revocations, none of them the links': its cost is its time
+//!    minus stage 2's
 
 use mksgate_core::jws::{self, Alg, Key, Scratch};
 use mksgate_core::replay::tests_support::EnvoyLikeStore;
+use mksgate_core::revocation::{self, Kind, ReadOutcome, RevocationSource, View};
 use mksgate_core::{decide, Config, Decision, RequestFacts};
 use std::cell::RefCell;
 
@@ -28,13 +32,25 @@ const KID: &str = "2026-11";
 const AUDIENCE: &str = "console.example.com";
 const ISSUER: &str = "portal.example.com";
 const ORIGIN: &str = "https://portal.example.com";
-pub const STAGES: [&str; 5] = ["facts", "verify", "decide", "commit", "scoped"];
+pub const STAGES: [&str; 6] = [
+    "facts",
+    "verify",
+    "decide",
+    "commit",
+    "scoped",
+    "revocation",
+];
+/// Revocations in the view of stage 5.
+const REVOCATIONS: usize = 1000;
 
 /// Links and headers as a browser sends them through the bench's config.
 pub struct Bench {
     config: Config,
     /// The same, with the key scoped to the links' host and tenant.
     scoped: Config,
+    /// The same, reading revocations, and a view of `REVOCATIONS` of them.
+    revoking: Config,
+    view: View,
     requests: Vec<Vec<(String, String)>>,
     store: EnvoyLikeStore,
 }
@@ -59,11 +75,15 @@ impl Bench {
                 "hosts": {HOST: "esxi_vesxi01", "vesxi02.sec.lab": "esxi_vesxi02"}
             }
         });
+        let mut revoking = config.clone();
+        revoking["revocation"] = serde_json::json!({"etcd": {"cluster": "mksgate_etcd"}});
         let mut scoped = config.clone();
         scoped["keys"][0]["scope"] =
             serde_json::json!({"hosts": [HOST], "tenants": ["tenant-x", "bench"]});
         let config = Config::parse(config.to_string().as_bytes(), &|_| None).ok()?;
         let scoped = Config::parse(scoped.to_string().as_bytes(), &|_| None).ok()?;
+        let revoking = Config::parse(revoking.to_string().as_bytes(), &|_| None).ok()?;
+        let view = view_of(revoking.revocation.as_ref()?)?;
         let key = Key::new(Some(KID.into()), Alg::HS256, &secret).ok()?;
         let requests = (0..n)
             .map(|i| {
@@ -96,6 +116,8 @@ impl Bench {
         Some(Bench {
             config,
             scoped,
+            revoking,
+            view,
             requests,
             store,
         })
@@ -123,6 +145,14 @@ impl Bench {
                     decide(&self.scoped, &facts, NOW),
                     Decision::Admit(_)
                 )),
+                5 => {
+                    let mut facts = facts;
+                    facts.revocations = Some((&self.view, NOW * 1000));
+                    u32::from(matches!(
+                        decide(&self.revoking, &facts, NOW),
+                        Decision::Admit(_)
+                    ))
+                }
                 _ => match decide(&self.config, &facts, NOW) {
                     Decision::Admit(admission) => u32::from(matches!(
                         admission.commit(&self.store, NOW),
@@ -133,6 +163,33 @@ impl Bench {
             };
         }
         admitted
+    }
+}
+
+/// A view that has read `REVOCATIONS` revocations of other subjects.
+fn view_of(source: &RevocationSource) -> Option<View> {
+    use base64::Engine as _;
+    let kvs: Vec<String> = (0..REVOCATIONS)
+        .map(|i| {
+            let key = revocation::key(&source.key_prefix, Kind::Sub, &format!("gone-{i}"));
+            let key = base64::engine::general_purpose::STANDARD.encode(key);
+            format!(r#"{{"key":"{key}","create_revision":"2"}}"#)
+        })
+        .collect();
+    let body = format!(
+        r#"{{"header":{{"revision":"9"}},"kvs":[{}],"count":"{}"}}"#,
+        kvs.join(","),
+        kvs.len()
+    );
+    let mut view = View::default();
+    view.poll(source, NOW * 1000, None)?;
+    let answer = mksgate_core::etcd::Answer::Response {
+        status: 200,
+        body: body.as_bytes(),
+    };
+    match view.on_answer(source, answer) {
+        ReadOutcome::Done { .. } if view.len() == REVOCATIONS => Some(view),
+        _ => None,
     }
 }
 
@@ -181,6 +238,7 @@ mod tests {
         assert_eq!(bench.run(3), 20);
         assert_eq!(bench.run(3), 0, "replayed");
         assert_eq!(bench.run(4), 20, "scoped");
+        assert_eq!(bench.run(5), 20, "revocation");
     }
 
     #[test]
