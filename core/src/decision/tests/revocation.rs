@@ -6,6 +6,8 @@ use crate::etcd::Answer;
 use crate::revocation::{self, Kind, View};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
 
 fn revoking() -> Config {
     config_with(json!({"revocation": {"etcd": {"cluster": "mksgate_etcd"}}}))
