@@ -680,6 +680,18 @@ async fn ecds_rotation_never_drains_open_sessions() {
             .unwrap();
         let streaming = keep_streaming(first);
         streaming.assert_flowing(4, T).await;
+        // A console with a lifetime, opened before the updates: the table of
+        // open consoles must still end it on time after them.
+        let t = s1.issue_ticket();
+        let mut timed_claims = link::shipped_claims(s1.name(), &t);
+        let timed_exp = link::now() + 6;
+        timed_claims["console_exp"] = timed_exp.into();
+        let timed_link = format!(
+            "wss://{GATEWAY}/console?token={}",
+            link::sign_with(&key_a, KID, &timed_claims).unwrap()
+        );
+        let mut timed = connect(&timed_link, &opts).await.unwrap().session().unwrap();
+        verify_session(&mut timed, 2).await.unwrap();
 
         let replace = |text: &str| {
             let tmp = etc.path().join(".mksgate-filter.yaml.new");
@@ -747,6 +759,15 @@ async fn ecds_rotation_never_drains_open_sessions() {
             connect(&link(&key_b, NEW_KID), &opts).await.unwrap().status(),
             101
         );
+
+        // The console with a lifetime ends at its console_exp, after both
+        // updates (its client sees it up to Envoy's 1 s delayed close later).
+        timed.wait_end(Duration::from_secs(15)).await.unwrap();
+        let late = link::now() - timed_exp;
+        eprintln!("ecds: the console_exp console opened before both updates ended {late} s after its console_exp");
+        assert!((0..=3).contains(&late), "{late} s");
+        let ended = envoy.stats().await.unwrap();
+        assert_eq!(ended.get("wasmcustom.mksgate.console_end.console_exp"), Some(&1));
 
         // Well past the drain time: the first console is still intact.
         tokio::time::sleep(Duration::from_secs(DRAIN_S * 2 + 1)).await;
