@@ -150,5 +150,41 @@ pub struct RevocationSource {
     pub max_stale_ms: u32,
 }
 
+/// A view that has read a given set of revocations, for tests and the
+/// stage benchmark (the `test-support` feature).
+#[cfg(any(test, feature = "test-support"))]
+pub mod tests_support {
+    use super::{key, Kind, ReadOutcome, RevocationSource, View};
+    use crate::etcd::Answer;
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine as _;
+
+    /// The view of a worker whose first read, at `now_ms`, found `revoked`.
+    pub fn view_of(source: &RevocationSource, revoked: &[(Kind, &str)], now_ms: i64) -> View {
+        let kvs: Vec<String> = revoked
+            .iter()
+            .map(|(kind, value)| {
+                let key = STANDARD.encode(key(&source.key_prefix, *kind, value));
+                format!(r#"{{"key":"{key}","create_revision":"2"}}"#)
+            })
+            .collect();
+        let body = format!(
+            r#"{{"header":{{"revision":"9"}},"kvs":[{}],"count":"{}"}}"#,
+            kvs.join(","),
+            kvs.len()
+        );
+        let mut view = View::default();
+        if view.poll(source, now_ms, None).is_some() {
+            let answer = Answer::Response {
+                status: 200,
+                body: body.as_bytes(),
+            };
+            let done = view.on_answer(source, answer);
+            debug_assert!(matches!(done, ReadOutcome::Done { .. }));
+        }
+        view
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -21,7 +21,7 @@
 
 use mksgate_core::jws::{self, Alg, Key, Scratch};
 use mksgate_core::replay::tests_support::EnvoyLikeStore;
-use mksgate_core::revocation::{self, Kind, ReadOutcome, RevocationSource, View};
+use mksgate_core::revocation::{self, Kind, RevocationSource, View};
 use mksgate_core::{decide, Config, Decision, RequestFacts};
 use std::cell::RefCell;
 
@@ -168,29 +168,10 @@ impl Bench {
 
 /// A view that has read `REVOCATIONS` revocations of other subjects.
 fn view_of(source: &RevocationSource) -> Option<View> {
-    use base64::Engine as _;
-    let kvs: Vec<String> = (0..REVOCATIONS)
-        .map(|i| {
-            let key = revocation::key(&source.key_prefix, Kind::Sub, &format!("gone-{i}"));
-            let key = base64::engine::general_purpose::STANDARD.encode(key);
-            format!(r#"{{"key":"{key}","create_revision":"2"}}"#)
-        })
-        .collect();
-    let body = format!(
-        r#"{{"header":{{"revision":"9"}},"kvs":[{}],"count":"{}"}}"#,
-        kvs.join(","),
-        kvs.len()
-    );
-    let mut view = View::default();
-    view.poll(source, NOW * 1000, None)?;
-    let answer = mksgate_core::etcd::Answer::Response {
-        status: 200,
-        body: body.as_bytes(),
-    };
-    match view.on_answer(source, answer) {
-        ReadOutcome::Done { .. } if view.len() == REVOCATIONS => Some(view),
-        _ => None,
-    }
+    let names: Vec<String> = (0..REVOCATIONS).map(|i| format!("gone-{i}")).collect();
+    let revoked: Vec<(Kind, &str)> = names.iter().map(|n| (Kind::Sub, n.as_str())).collect();
+    let view = revocation::tests_support::view_of(source, &revoked, NOW * 1000);
+    (view.len() == REVOCATIONS).then_some(view)
 }
 
 thread_local! {

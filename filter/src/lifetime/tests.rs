@@ -1,5 +1,4 @@
 use super::*;
-use mksgate_core::etcd::Answer;
 use mksgate_core::revocation::{self, Kind, RevocationSource};
 
 fn close(at: i64) -> Option<Close> {
@@ -40,26 +39,7 @@ fn view_revoking(kind: Kind, value: &str) -> View {
         timeout_ms: 1000,
         max_stale_ms: 30_000,
     };
-    let key = revocation::key("/r/", kind, value);
-    let body = format!(
-        r#"{{"header":{{"revision":"3"}},"kvs":[{{"key":"{}","create_revision":"2"}}],"count":"1"}}"#,
-        base64_of(&key)
-    );
-    let mut view = View::default();
-    let _ = view.poll(&source, 0, None);
-    let _ = view.on_answer(
-        &source,
-        Answer::Response {
-            status: 200,
-            body: body.as_bytes(),
-        },
-    );
-    view
-}
-
-fn base64_of(text: &str) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(text)
+    revocation::tests_support::view_of(&source, &[(kind, value)], 0)
 }
 
 #[test]

@@ -2,10 +2,7 @@
 //! last, before the link is claimed.
 
 use super::*;
-use crate::etcd::Answer;
 use crate::revocation::{self, Kind, View};
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
@@ -15,32 +12,7 @@ fn revoking() -> Config {
 
 /// A view that has read `revoked` (kind, value) at `now_ms`.
 fn view_of(config: &Config, revoked: &[(Kind, &str)], now_ms: i64) -> View {
-    let source = config.revocation.clone().unwrap();
-    let kvs: Vec<String> = revoked
-        .iter()
-        .map(|(kind, value)| {
-            let key = revocation::key(&source.key_prefix, *kind, value);
-            format!(
-                r#"{{"key":"{}","create_revision":"2"}}"#,
-                STANDARD.encode(key)
-            )
-        })
-        .collect();
-    let body = format!(
-        r#"{{"header":{{"revision":"5"}},"kvs":[{}],"count":"{}"}}"#,
-        kvs.join(","),
-        kvs.len()
-    );
-    let mut view = View::default();
-    let _ = view.poll(&source, now_ms, None).unwrap();
-    let _ = view.on_answer(
-        &source,
-        Answer::Response {
-            status: 200,
-            body: body.as_bytes(),
-        },
-    );
-    view
+    revocation::tests_support::view_of(config.revocation.as_ref().unwrap(), revoked, now_ms)
 }
 
 fn decide_with<'c>(
