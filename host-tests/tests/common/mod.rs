@@ -99,6 +99,8 @@ pub struct GatewayOpts {
     pub plugin: Option<Value>,
     /// Envoy `--component-log-level`, e.g. `wasm:debug`.
     pub component_log_level: Option<String>,
+    /// More command-line arguments for Envoy (e.g. `--drain-time-s 2`).
+    pub extra_args: Vec<String>,
 }
 
 impl Default for GatewayOpts {
@@ -109,6 +111,7 @@ impl Default for GatewayOpts {
             push: Some((Duration::from_millis(50), 64)),
             plugin: None,
             component_log_level: None,
+            extra_args: Vec::new(),
         }
     }
 }
@@ -230,6 +233,7 @@ impl Gateway {
                     ),
                 ],
                 env: vec![(shipped::KEY_ENV.to_string(), secret_b64.clone())],
+                extra_args: opts.extra_args.clone(),
                 ..EnvoyOpts::default()
             },
         )
