@@ -166,6 +166,8 @@ impl EtcdStore {
             stage: Stage::Record,
             token,
             token_refused: false,
+            resent: 0,
+            last_was_resend: false,
         };
         let step = if self.auth.is_some() && claim.token.is_none() {
             Step::Done(Outcome::Unavailable(Failure::Error))
@@ -255,6 +257,39 @@ pub struct Claim {
     token: Option<String>,
     /// etcd refused the token: the worker must log in again.
     token_refused: bool,
+    /// Calls sent again because their connection could not be made.
+    resent: u8,
+    /// Whether the step just returned sends a call again.
+    last_was_resend: bool,
+}
+
+/// How many times one claim sends a call again after its connection could
+/// not be made (a member down that Envoy's health check has not yet
+/// marked): with round robin the next try goes to the next member, and a
+/// connection to a dead member fails at once, so a few tries cost little.
+pub const MAX_RESENDS: u8 = 4;
+
+/// Whether an answer is Envoy's own, saying the call's connection could
+/// not be made (refused, failed, or timed out while connecting): the call
+/// never reached etcd, so sending it again cannot apply it twice. A reset
+/// after the connection was made (`connection termination`, a timeout, a
+/// 5xx of etcd's) may have reached etcd and is never a reason to resend.
+pub fn never_sent(status: u16, body: &[u8]) -> bool {
+    const LOCAL_REPLY: &[u8] =
+        b"upstream connect error or disconnect/reset before headers. reset reason: ";
+    if status != 503 {
+        return false;
+    }
+    let Some(reason) = body.strip_prefix(LOCAL_REPLY) else {
+        return false;
+    };
+    [
+        &b"remote connection failure"[..],
+        b"local connection failure",
+        b"connection timeout",
+    ]
+    .iter()
+    .any(|r| reason.starts_with(r))
 }
 
 impl std::fmt::Debug for Claim {
@@ -280,6 +315,15 @@ impl Claim {
             }
             Answer::Response { status, body } => (status, body),
         };
+        self.last_was_resend = false;
+        if never_sent(status, body) && self.resent < MAX_RESENDS && now_ms < self.deadline_ms {
+            self.resent += 1;
+            self.last_was_resend = true;
+            return Step::Send(match self.stage {
+                Stage::Grant => self.grant(now_ms),
+                Stage::Record | Stage::RecordAfterGrant => self.txn(now_ms, self.token.clone()),
+            });
+        }
         // Envoy answers a call that ran out of time with its own 504; etcd
         // says 504 for a deadline it ran out of.
         if status == 504 {
@@ -315,6 +359,12 @@ impl Claim {
             Stage::Grant => self.grant(now_ms),
             Stage::Record | Stage::RecordAfterGrant => self.txn(now_ms, self.token.clone()),
         })
+    }
+
+    /// Whether the step `on_answer` just returned sends the same call again
+    /// (its connection could not be made: `never_sent`).
+    pub fn last_was_resend(&self) -> bool {
+        self.last_was_resend
     }
 
     /// The token this claim's calls carry.

@@ -53,6 +53,8 @@ pub trait Host {
     fn store_outcome(&self, outcome: Outcome, elapsed_ms: i64);
     /// A stream ended while etcd was asked about its link.
     fn store_abandoned(&self);
+    /// A call to etcd is sent again: its connection could not be made.
+    fn store_resent(&self);
     /// An admitted console: into the worker's table of open consoles, to
     /// be ended at `close` (the root's tick) or when a revocation names
     /// its `subject`.
@@ -239,7 +241,12 @@ pub fn on_store_answer<H: Host>(
         return settle(host, config, waiting, Outcome::Unavailable(Failure::Error));
     };
     match waiting.claim.on_answer(answer, host.now_ms()) {
-        Step::Send(call) => send(host, config, store, waiting, &call),
+        Step::Send(call) => {
+            if waiting.claim.last_was_resend() {
+                host.store_resent();
+            }
+            send(host, config, store, waiting, &call)
+        }
         Step::Done(outcome) => {
             if let Some(token) = waiting
                 .claim

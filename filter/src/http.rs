@@ -230,4 +230,10 @@ impl Host for Envoy<'_> {
             ready.metrics.store_abandoned();
         }
     }
+
+    fn store_resent(&self) {
+        if let Some(ready) = self.ready {
+            ready.metrics.store_resent();
+        }
+    }
 }

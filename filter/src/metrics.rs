@@ -19,6 +19,8 @@ pub struct Metrics {
     store_latency: Option<u32>,
     /// With the etcd store: streams gone while their call was in flight.
     store_abandoned: Option<u32>,
+    /// With the etcd store: calls sent again (no connection was made).
+    store_resent: Option<u32>,
     /// With the etcd store: the worker's own logins, succeeded and failed.
     etcd_login: [Option<u32>; 2],
     /// Consoles the filter ended, by `EndReason::ALL`.
@@ -44,6 +46,11 @@ impl Metrics {
         } else {
             None
         };
+        let store_resent = if etcd {
+            abi::define_counter("mksgate.replay_store.resent").ok()
+        } else {
+            None
+        };
         let etcd_login = if etcd {
             ["ok", "error"].map(|o| abi::define_counter(&format!("mksgate.etcd_auth.{o}")).ok())
         } else {
@@ -64,6 +71,7 @@ impl Metrics {
             store,
             store_latency,
             store_abandoned,
+            store_resent,
             etcd_login,
             ended: EndReason::ALL
                 .map(|r| abi::define_counter(&format!("mksgate.console_end.{}", r.as_str())).ok()),
@@ -115,6 +123,12 @@ impl Metrics {
 
     pub fn etcd_login(&self, ok: bool) {
         if let Some(id) = self.etcd_login[usize::from(!ok)] {
+            abi::increment(id);
+        }
+    }
+
+    pub fn store_resent(&self) {
+        if let Some(id) = self.store_resent {
             abi::increment(id);
         }
     }

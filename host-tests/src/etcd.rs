@@ -70,10 +70,22 @@ pub const REVOKER_USER: &str = "mksgate-revoker";
 /// checks.
 pub const SERVER_NAME: &str = "etcd.mksgate.internal";
 
+/// A port free on `ip`, below the kernel's ephemeral range (32768 and up):
+/// a member restarts on its old ports, and any connection *to* a member's
+/// address takes that address as its own with an ephemeral port, so a
+/// port from that range can be held by a peer's reconnect attempt at the
+/// moment of the restart ("bind: address already in use", seen in CI).
 fn free_port(ip: IpAddr) -> Result<u16> {
-    Ok(TcpListener::bind(SocketAddr::new(ip, 0))?
-        .local_addr()?
-        .port())
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let seed = std::process::id().wrapping_mul(7919);
+    for _ in 0..2000 {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = 20_000 + (seed.wrapping_add(n.wrapping_mul(37)) % 12_000) as u16;
+        if TcpListener::bind(SocketAddr::new(ip, port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    anyhow::bail!("no free port below 32000 on {ip}")
 }
 
 impl EtcdCluster {

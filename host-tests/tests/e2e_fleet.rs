@@ -237,6 +237,42 @@ async fn a_leader_failover_never_admits_a_link_twice() {
     .await;
 }
 
+/// A member that cannot be reached (killed, and not yet marked down by
+/// Envoy's health check) costs no link: a call whose connection could not
+/// be made never reached etcd, so the filter sends it again, to the next
+/// member, within the same budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_cannot_be_reached_costs_no_link() {
+    bounded(120, async {
+        let _serial = SERIAL.lock().await;
+        let fleet = Arc::new(Fleet::start(2, 1).await.unwrap());
+        let leader = fleet.etcd.leader().unwrap();
+        let follower = (leader + 1) % 3;
+        fleet.etcd.kill(follower);
+        let t0 = Instant::now();
+        let mut statuses = BTreeMap::new();
+        for i in 0..40 {
+            let path = fleet.valid_path(i, 60).unwrap();
+            let r = fleet.fire(i % 2, &path).await;
+            *statuses
+                .entry(r.decision.clone().unwrap_or_else(|| r.status.to_string()))
+                .or_insert(0) += 1;
+        }
+        let store = fleet.fleet_counters("replay_store").await.unwrap();
+        println!(
+            "follower m{follower} killed: 40 links in {:.2?}: {statuses:?}; store {store:?}",
+            t0.elapsed()
+        );
+        assert_eq!(statuses.get("101"), Some(&40), "{statuses:?}");
+        assert!(
+            store["resent"] >= 1,
+            "no call met the dead member: {store:?}"
+        );
+        assert_eq!(store["recorded"], 40);
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_quorum_every_link_is_refused_in_time_and_service_returns() {
     bounded(180, async {

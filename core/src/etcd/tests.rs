@@ -272,3 +272,71 @@ fn a_504_is_a_timeout_and_failures_are_described_printably() {
         "no answer"
     );
 }
+
+/// Envoy's local reply when a member's connection could not be made.
+const REFUSED: &[u8] = b"upstream connect error or disconnect/reset before headers. reset reason: remote connection failure, transport failure reason: delayed connect error: Connection refused";
+
+#[test]
+fn a_call_that_never_reached_etcd_is_sent_again_a_few_times_at_most() {
+    let (mut claim, Step::Send(first)) = store().claim(&one_time(), NOW_MS, None) else {
+        panic!("no call")
+    };
+    let refused = Answer::Response {
+        status: 503,
+        body: REFUSED,
+    };
+    for _ in 0..MAX_RESENDS {
+        let Step::Send(again) = claim.on_answer(refused, NOW_MS + 5) else {
+            panic!("sent again")
+        };
+        assert!(claim.last_was_resend());
+        assert_eq!((again.path, &again.body), (first.path, &first.body));
+        assert!(
+            again.timeout_ms < first.timeout_ms,
+            "within the same budget"
+        );
+    }
+    assert_eq!(
+        claim.on_answer(refused, NOW_MS + 10),
+        Step::Done(Outcome::Unavailable(Failure::Error))
+    );
+    // Then it goes on as usual: a created record admits.
+    let (mut claim, _) = store().claim(&one_time(), NOW_MS, None);
+    let _ = claim.on_answer(refused, NOW_MS + 1);
+    assert_eq!(
+        claim.on_answer(ok(CREATED), NOW_MS + 2),
+        Step::Done(Outcome::Recorded)
+    );
+    assert!(!claim.last_was_resend());
+}
+
+#[test]
+fn a_call_that_may_have_reached_etcd_is_never_sent_again() {
+    for (status, body) in [
+        (503, &b"upstream connect error or disconnect/reset before headers. reset reason: connection termination"[..]),
+        (503, b"no healthy upstream"),
+        (504, b"upstream request timeout"),
+        (503, NO_LEADER),
+        (200, b"upstream connect error or disconnect/reset before headers. reset reason: remote connection failure"),
+    ] {
+        assert!(!never_sent(status, body), "{}", String::from_utf8_lossy(body));
+        let (mut claim, _) = store().claim(&one_time(), NOW_MS, None);
+        let step = claim.on_answer(Answer::Response { status, body }, NOW_MS + 1);
+        assert!(matches!(step, Step::Done(Outcome::Unavailable(_))), "{step:?}");
+    }
+    assert!(!{
+        let (mut claim, _) = store().claim(&one_time(), NOW_MS, None);
+        let _ = claim.on_answer(Answer::NoResponse { timed_out: false }, NOW_MS + 1);
+        claim.last_was_resend()
+    });
+    // Out of budget, a refused connection is not tried again either.
+    let (mut claim, _) = store().claim(&one_time(), NOW_MS, None);
+    let late = claim.on_answer(
+        Answer::Response {
+            status: 503,
+            body: REFUSED,
+        },
+        NOW_MS + 2_000,
+    );
+    assert!(matches!(late, Step::Done(Outcome::Unavailable(_))));
+}

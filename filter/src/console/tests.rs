@@ -71,6 +71,7 @@ enum Call {
     Resume,
     StoreOutcome(Outcome),
     StoreAbandoned,
+    StoreResent,
     Watch(Option<mksgate_core::lifetime::Close>),
     ClientAddress,
 }
@@ -253,6 +254,9 @@ impl Host for Mock {
     }
     fn store_abandoned(&self) {
         self.calls.borrow_mut().push(Call::StoreAbandoned);
+    }
+    fn store_resent(&self) {
+        self.calls.borrow_mut().push(Call::StoreResent);
     }
     fn watch(&self, close: Option<mksgate_core::lifetime::Close>, _subject: Subject) {
         self.calls.borrow_mut().push(Call::Watch(close));
