@@ -125,3 +125,91 @@ async fn fail_reload_recovers_keeps_shared_data_and_never_fails_open() {
         .get("wasm.trap.vm_reload_backoff")
         .is_some_and(|n| *n > 0));
 }
+
+/// What a VM reload does to consoles already open (issue 24, event 3): ten
+/// WebSocket consoles opened through the module's VM (one worker), then
+/// that VM traps and Envoy replaces it under `FAIL_RELOAD`. The module
+/// exports no body callbacks, yet proxy-wasm-cpp-host checks the VM's
+/// failure before it looks for the export (`CHECK_FAIL_HTTP` at the top of
+/// `ContextBase::onRequestBody`/`onResponseBody`): the next frame of every
+/// console of the failed VM fails that stream. So every console on the
+/// worker ends (the client sees a reset), new consoles open through the new
+/// VM, and Envoy keeps running. Measured and asserted as such: a trap costs
+/// the open consoles of its worker, which is why mksgate must never trap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vm_reload_ends_the_consoles_of_the_failed_vm_and_envoy_serves_on() {
+    use mksgate_host_tests::client::{connect, verify_session, ClientOpts};
+    use mksgate_host_tests::loopback;
+    use mksgate_host_tests::standin::{Standin, StandinConfig};
+    use mksgate_testkit::template::{replace_exact, MinimalWasm};
+    mksgate_host_tests::bounded(90, async {
+        let esxi = Standin::start(
+            StandinConfig::new("vesxi01.sec.lab", loopback(1))
+                .plain()
+                .any_ticket(),
+        )
+        .await
+        .unwrap();
+        let module = mksgate_testkit::paths::test_module("trap").unwrap();
+        let yaml = MinimalWasm {
+            failure_policy: "FAIL_RELOAD",
+            direct_status: 418,
+            direct_body: "",
+            ws_upstream: Some(esxi.port()),
+            ..MinimalWasm::new(&module, "trap")
+        }
+        .render();
+        let yaml = replace_exact(&yaml, &[("match: { prefix: /ws }", "match: { prefix: /ticket/ }")])
+            .unwrap();
+        let envoy = Envoy::start(&yaml, EnvoyOpts::default()).await.unwrap();
+        let addr = envoy.listener_addr("http").await.unwrap();
+        let wire = WireTarget::plain(addr);
+        let opts = ClientOpts::new().header("x-pass", "1");
+        let open = |i: usize| {
+            let opts = opts.clone();
+            async move {
+                let url = format!("ws://127.0.0.1:{}/ticket/console-{i}", addr.port());
+                connect(&url, &opts).await.unwrap().session().unwrap()
+            }
+        };
+        let mut consoles = Vec::new();
+        for i in 0..10 {
+            let mut s = open(i).await;
+            verify_session(&mut s, 2).await.unwrap();
+            consoles.push(s);
+        }
+        let vms = envoy.stat("wasm.envoy.wasm.runtime.v8.created").await.unwrap();
+        assert_eq!(get(&wire, "x-trap: 1\r\n").await, 503);
+        let run = Run { envoy, wire };
+        let (reloaded, _) = until_served(&run).await;
+        let stats = run.envoy.stats().await.unwrap();
+        assert_eq!(stats.get("wasm.trap.vm_reload_success"), Some(&1));
+        assert!(stats["wasm.envoy.wasm.runtime.v8.created"] > vms);
+        // Each console's next frame (the stand-in pushes every 50 ms) meets
+        // the failed VM.
+        let mut cut = 0;
+        let mut ends = Vec::new();
+        for s in &mut consoles {
+            if verify_session(s, 1).await.is_err() {
+                cut += 1;
+            }
+            ends.push(s.wait_end(Duration::from_secs(5)).await.unwrap());
+        }
+        let mut fresh = open(99).await;
+        let carried = verify_session(&mut fresh, 5).await.unwrap().echoed;
+        println!(
+            "FAIL_RELOAD with 10 consoles open on the worker: VM replaced {reloaded:?} after the trap; \
+             {cut} of 10 consoles cut at their next frame ({:?}); a new console opened through the new VM \
+             and carried {carried} frames",
+            ends.first()
+        );
+        assert_eq!(cut, 10, "{ends:?}");
+        assert_eq!(carried, 5);
+        fresh.close(Duration::from_secs(5)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut envoy = run.envoy;
+        assert!(envoy.is_running(), "Envoy ended with the old VM's consoles");
+        assert_eq!(get(&run.wire, "").await, 200);
+    })
+    .await;
+}

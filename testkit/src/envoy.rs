@@ -33,6 +33,11 @@ pub struct EnvoyOpts {
     /// Environment variables for the Envoy process (signing keys for
     /// `host_env_keys`).
     pub env: Vec<(String, String)>,
+    /// `Some((base_id, epoch))`: hot restart on, with this `--base-id` and
+    /// `--restart-epoch` (a child of epoch N+1 takes the listeners of the
+    /// running epoch N of the same base id). `None` (the default): hot
+    /// restart off and a base id of its own.
+    pub hot_restart: Option<(u32, u32)>,
 }
 
 impl Default for EnvoyOpts {
@@ -45,6 +50,7 @@ impl Default for EnvoyOpts {
             extra_args: Vec::new(),
             files: Vec::new(),
             env: Vec::new(),
+            hot_restart: None,
         }
     }
 }
@@ -94,9 +100,6 @@ impl EnvoyProcess {
         cmd.envs(opts.env.iter().map(|(k, v)| (k, v)));
         cmd.arg("-c")
             .arg(&cfg_path)
-            .arg("--base-id")
-            .arg(unique_base_id().to_string())
-            .arg("--disable-hot-restart")
             .arg("--concurrency")
             .arg(opts.concurrency.to_string())
             .arg("--log-level")
@@ -108,6 +111,17 @@ impl EnvoyProcess {
             .arg("50")
             .arg("--admin-address-path")
             .arg(&admin_path);
+        match opts.hot_restart {
+            Some((base_id, epoch)) => cmd
+                .arg("--base-id")
+                .arg(base_id.to_string())
+                .arg("--restart-epoch")
+                .arg(epoch.to_string()),
+            None => cmd
+                .arg("--base-id")
+                .arg(unique_base_id().to_string())
+                .arg("--disable-hot-restart"),
+        };
         if let Some(c) = &opts.component_log_level {
             cmd.arg("--component-log-level").arg(c);
         }

@@ -101,6 +101,8 @@ pub struct GatewayOpts {
     pub component_log_level: Option<String>,
     /// More command-line arguments for Envoy (e.g. `--drain-time-s 2`).
     pub extra_args: Vec<String>,
+    /// Hot restart on, as `(base id, epoch)` (see `EnvoyOpts::hot_restart`).
+    pub hot_restart: Option<(u32, u32)>,
 }
 
 impl Default for GatewayOpts {
@@ -112,6 +114,7 @@ impl Default for GatewayOpts {
             plugin: None,
             component_log_level: None,
             extra_args: Vec::new(),
+            hot_restart: None,
         }
     }
 }
@@ -234,6 +237,7 @@ impl Gateway {
                 ],
                 env: vec![(shipped::KEY_ENV.to_string(), secret_b64.clone())],
                 extra_args: opts.extra_args.clone(),
+                hot_restart: opts.hot_restart,
                 ..EnvoyOpts::default()
             },
         )

@@ -1,10 +1,13 @@
 //! The ECDS half of the rotation suite: the wasm filter's config delivered
 //! by extension config discovery, the listener static.
 
+const VMS_CREATED: &str = "wasm.envoy.wasm.runtime.v8.created";
+
 use super::*;
 use mksgate_host_tests::envoy::EnvoyOpts;
 use mksgate_host_tests::loopback;
 use mksgate_host_tests::shipped::{self, Upstream};
+use mksgate_testkit::paths;
 use std::net::SocketAddr;
 
 /// The alternative the drain measurement above points to: the wasm filter's
@@ -194,6 +197,39 @@ async fn ecds_rotation_never_drains_open_sessions() {
             101
         );
 
+        // A module upgrade with consoles open: a new build of the module
+        // (cargo's unprocessed output, different code) under a new vm_id,
+        // as Istio delivers a WasmPlugin whose image changed. New links get
+        // a new VM; the consoles opened on the old one keep it.
+        let vms_before = envoy.stat(VMS_CREATED).await.unwrap();
+        let shipped_module = paths::shipped_module().unwrap();
+        let new_build = paths::module("mksgate_filter.raw.wasm").unwrap();
+        let upgraded = replace_exact(
+            &only_b,
+            &[
+                ("version_info: \"3\"".to_string(), "version_info: \"4\"".to_string()),
+                ("vm_id: mksgate\n".to_string(), "vm_id: mksgate-v2\n".to_string()),
+                (
+                    shipped_module.to_string_lossy().into_owned(),
+                    new_build.to_string_lossy().into_owned(),
+                ),
+            ],
+        )
+        .unwrap();
+        replace(&upgraded);
+        let since = Instant::now();
+        while envoy.stat(VMS_CREATED).await.unwrap() == vms_before {
+            assert!(since.elapsed() < Duration::from_secs(15), "{}", envoy.log_tail(30));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let took = wait_status(key_b.to_vec(), NEW_KID, 101).await;
+        eprintln!(
+            "ecds: module upgrade (new build, vm_id mksgate-v2): {} new VMs, admitting {:?} after the file was replaced",
+            envoy.stat(VMS_CREATED).await.unwrap() - vms_before,
+            since.elapsed().max(took)
+        );
+        streaming.assert_flowing(4, T).await;
+
         // The console with a lifetime ends at its console_exp, after both
         // updates (its client sees it up to Envoy's 1 s delayed close later).
         timed.wait_end(Duration::from_secs(15)).await.unwrap();
@@ -217,7 +253,7 @@ async fn ecds_rotation_never_drains_open_sessions() {
         let stat = |k: &str| stats.get(k).copied().unwrap_or(0);
         assert_eq!(
             stat("extension_config_discovery.http_filter.mksgate.update_success"),
-            3
+            4
         );
         assert_eq!(
             stat("extension_config_discovery.http_filter.mksgate.update_rejected"),

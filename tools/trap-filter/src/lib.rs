@@ -9,6 +9,8 @@
 //! - `x-write-empty: <key>`: write an empty value under `<key>`, read it
 //!   back, answer 204 if the host returned no value with a CAS, 200 if an
 //!   empty value with a CAS, 500 otherwise (what `replay::init` relies on);
+//! - `x-pass: 1`: let the request on to its route (a console: a test opens
+//!   WebSocket consoles through this VM, then traps it);
 //! - anything else: answer 200 (the VM ran).
 //!
 //! Every answer carries `x-trap-filter: 1`, so a request that reached the
@@ -58,6 +60,9 @@ impl HttpContext for TrapStream {
     fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
         if header("x-trap").is_some() {
             std::process::abort();
+        }
+        if header("x-pass").is_some() {
+            return Action::Continue;
         }
         if let Some(key) = header("x-record") {
             let key = String::from_utf8_lossy(&key).into_owned();
