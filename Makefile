@@ -4,7 +4,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 MODULE := target/mksgate/mksgate_filter.wasm
 
-.PHONY: help setup build test lint test-native test-wasm test-envoy-oldest test-envoy-versions test-observability demo fuzz bench bench-calls bench-stages release clean
+.PHONY: help setup build test lint test-native test-wasm test-envoy-oldest test-envoy-versions test-observability test-scale-short demo fuzz bench bench-calls bench-stages bench-scale release clean
 
 help:
 	@echo "make demo   - build, start ESXi stand-ins + Envoy on localhost, print a signed console link"
@@ -14,6 +14,7 @@ help:
 	@echo "make bench  - the benchmark against HAProxy and plain Envoy (writes BENCHMARKS.md)"
 	@echo "make bench-calls - what each kind of host call mksgate makes costs Envoy (about 4 minutes)"
 	@echo "make bench-stages - mksgate's own decision, stage by stage, timed in V8 (under a minute)"
+	@echo "make bench-scale - open consoles per gateway: 1,000-9,500 TLS consoles on four systems (about 15 minutes)"
 	@echo "make release - the module, the OCI image and the CLI of this version, checked against each other (target/release-VERSION)"
 	@echo "make test-envoy-versions - the core end-to-end suite on every Envoy 1.36-1.40 on PyPI (about 30 minutes)"
 
@@ -54,7 +55,12 @@ test-observability: setup
 	promtool check config deploy/observability/scrape.yaml
 	python3 -c 'import json,sys; d=json.load(open("deploy/observability/grafana-dashboard.json")); assert d["panels"], "no panels"'
 
-test: lint test-observability test-native test-wasm test-envoy-oldest
+# The short version of `make bench-scale`: 300 TLS consoles held on Envoy +
+# noop and Envoy + mksgate, every one carrying its frames to the end.
+test-scale-short: build
+	scripts/bench-scale.sh --short
+
+test: lint test-observability test-native test-wasm test-envoy-oldest test-scale-short
 	@echo "make test: all suites passed"
 
 demo: build
@@ -73,6 +79,9 @@ bench-calls: build
 
 bench-stages: setup
 	scripts/bench-stages.sh
+
+bench-scale: build
+	scripts/bench-scale.sh
 
 release:
 	scripts/release.sh

@@ -9,6 +9,19 @@ use mksgate_core::etcd::Outcome;
 use mksgate_core::lifetime::EndReason;
 use mksgate_core::Code;
 
+/// This VM's linear memory in bytes (64 KiB wasm pages); 0 off wasm, where
+/// the shim's native tests run.
+pub fn vm_memory_bytes() -> u64 {
+    #[cfg(target_arch = "wasm32")]
+    {
+        (core::arch::wasm32::memory_size(0) as u64) * 65536
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        0
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Metrics {
     /// Metric ids, indexed like `Code::ALL`; `None` if the host refused one.
@@ -31,6 +44,9 @@ pub struct Metrics {
     /// the view in milliseconds (set by whichever worker ticked last).
     revocation_reads: [Option<u32>; 2],
     revocation_age: Option<u32>,
+    /// The linear memory of every VM of the plugin together, in bytes: each
+    /// VM adds what its own grew by (`report_vm_memory`).
+    vm_memory: Option<u32>,
 }
 
 impl Metrics {
@@ -87,6 +103,22 @@ impl Metrics {
             } else {
                 None
             },
+            vm_memory: abi::define_gauge("mksgate.vm_memory_bytes").ok(),
+        }
+    }
+
+    /// Moves the shared VM-memory gauge by what this VM's linear memory grew
+    /// since `reported` (what this VM has added so far), and updates it. A
+    /// wasm memory only grows; a VM that Envoy drops leaves its share in.
+    pub fn report_vm_memory(&self, reported: &mut u64) {
+        let now = vm_memory_bytes();
+        if now != *reported {
+            if let Some(id) = self.vm_memory {
+                let delta = i64::try_from(now).unwrap_or(i64::MAX)
+                    - i64::try_from(*reported).unwrap_or(i64::MAX);
+                abi::add(id, delta);
+            }
+            *reported = now;
         }
     }
 

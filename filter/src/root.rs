@@ -19,6 +19,8 @@ pub struct Root {
     ready: Option<Rc<Ready>>,
     login: Login,
     revocation: Poller,
+    /// What this VM has added to `mksgate.vm_memory_bytes`.
+    vm_memory_reported: u64,
 }
 
 impl Root {
@@ -28,6 +30,7 @@ impl Root {
             ready: None,
             login: Login::default(),
             revocation: Poller::default(),
+            vm_memory_reported: 0,
         }
     }
 }
@@ -134,6 +137,7 @@ impl RootContext for Root {
                 self.login.on_tick(ready);
             }
             self.revocation.on_tick(ready);
+            ready.metrics.report_vm_memory(&mut self.vm_memory_reported);
         }
     }
 

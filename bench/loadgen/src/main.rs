@@ -3,6 +3,7 @@
 //! ```text
 //! mksgate-loadgen suite  [--out bench/results/latest.json]     every system, every scenario
 //! mksgate-loadgen report [--in FILE] [--md BENCHMARKS.md] [--svg bench/results/benchmarks.svg]
+//! mksgate-loadgen scale  [--out bench/results/scale.json] [--md bench/results/scale.md]   open consoles per gateway
 //! mksgate-loadgen handshake --addr IP:PORT [--mksgate-key-env VAR] [--concurrency 16] [--rate HS/s] [--secs 5]
 //! mksgate-loadgen frames    --addr IP:PORT [--mksgate-key-env VAR] [--sessions 16] [--bytes 64] [--rate RT/s] [--secs 5]
 //! mksgate-loadgen bulk      --addr IP:PORT [--mksgate-key-env VAR] [--sessions 4] [--bytes 1048576] [--window 4] [--rate-mb MB/s] [--secs 5]
@@ -20,6 +21,7 @@ mod deployed;
 mod procs;
 mod report;
 mod results;
+mod scale;
 mod scenario;
 mod suite;
 mod svg;
@@ -33,6 +35,7 @@ use anyhow::{anyhow, bail, Context, Result};
 
 const USAGE: &str = "usage: mksgate-loadgen suite [--out FILE]
        mksgate-loadgen report [--in FILE] [--md FILE] [--svg FILE]
+       mksgate-loadgen scale [--out FILE] [--md FILE]
        mksgate-loadgen handshake|frames|bulk|idle --addr IP:PORT [--mksgate-key-env VAR]
            [--concurrency N] [--sessions N] [--bytes N] [--window N] [--rate RT/s] [--rate-mb MB/s] [--secs S] [--warm S]
            [--proxy-pid PID] [--standin-pid PID] [--link-ttl S]";
@@ -219,6 +222,21 @@ async fn run() -> Result<()> {
                 .map(PathBuf::from)
                 .unwrap_or_else(|| root.join("bench/results/benchmarks.svg"));
             report::write(&root, &input, &md, &svg)
+        }
+        "scale" => {
+            flags.check(&["out", "md"])?;
+            let out = flags
+                .get("out")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| root.join("bench/results/scale.json"));
+            let md = flags
+                .get("md")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| root.join("bench/results/scale.md"));
+            let run = scale::run(&root, &out).await?;
+            std::fs::write(&md, report::scale::markdown(&run))?;
+            eprintln!("bench-scale: wrote {} and {}", out.display(), md.display());
+            Ok(())
         }
         "-h" | "--help" | "help" => {
             println!("{USAGE}");

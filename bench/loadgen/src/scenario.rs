@@ -150,15 +150,35 @@ impl Counter {
 pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 
-type Ws = WebSocketStream<Box<dyn Io>>;
+pub type Ws = WebSocketStream<Box<dyn Io>>;
 
 /// Connect and upgrade; the error is a short kind for the error table.
 pub async fn open(target: &Target, n: u64) -> std::result::Result<Ws, String> {
+    open_from(target, n, None).await
+}
+
+/// [`open`], from the local address `source` when given (a client of its
+/// own on 127/8: the per-client limits and the port range then see many
+/// clients).
+pub async fn open_from(
+    target: &Target,
+    n: u64,
+    source: Option<std::net::IpAddr>,
+) -> std::result::Result<Ws, String> {
     let req = target.request(n).map_err(|e| format!("request: {e}"))?;
     let fut = async {
-        let tcp = TcpStream::connect(target.addr)
-            .await
-            .map_err(|e| format!("connect: {:?}", e.kind()))?;
+        let tcp = match source {
+            None => TcpStream::connect(target.addr).await,
+            Some(ip) => {
+                async {
+                    let socket = tokio::net::TcpSocket::new_v4()?;
+                    socket.bind(std::net::SocketAddr::new(ip, 0))?;
+                    socket.connect(target.addr).await
+                }
+                .await
+            }
+        }
+        .map_err(|e| format!("connect: {:?}", e.kind()))?;
         let _ = tcp.set_nodelay(true);
         let io: Box<dyn Io> = match &target.tls {
             None => Box::new(tcp),
@@ -743,7 +763,7 @@ async fn open_many(
 }
 
 /// Wait for the next echo of a binary frame of `len` payload bytes.
-async fn next_echo(
+pub async fn next_echo(
     ws: &mut (impl StreamExt<Item = Result<Message, WsError>> + Unpin),
     len: usize,
 ) -> Result<()> {

@@ -137,12 +137,13 @@ impl Paths {
             work: target.join("bench"),
             envoy,
             haproxy,
-            standin: target.join("release/esxi-standin"),
+            standin: std::env::var_os("ESXI_STANDIN_BIN")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| target.join("release/esxi-standin")),
             wasm_dir: target.join("mksgate"),
         };
         for (what, f) in [
             ("Envoy (scripts/setup.sh)", &p.envoy),
-            ("HAProxy (apt-get install haproxy)", &p.haproxy),
             (
                 "esxi-standin (cargo build --release -p mksgate-host-tests --bin esxi-standin)",
                 &p.standin,
@@ -166,6 +167,8 @@ pub enum Kind {
     Direct,
     Haproxy {
         template: &'static str,
+        /// Literal replacements in the rendered config, as for Envoy.
+        patches: &'static [(&'static str, &'static str)],
     },
     Envoy {
         template: &'static str,
@@ -203,12 +206,29 @@ fn noop_calls_patch() -> &'static [(&'static str, &'static str)] {
     Box::leak(Box::new([(ANCHOR, &*Box::leak(to.into_boxed_str()))]))
 }
 
-/// `kind` (an Envoy) with `with` applied to its rendered config.
-fn patched(mut kind: Kind, with: &'static [(&'static str, &'static str)]) -> Kind {
-    if let Kind::Envoy { patches, .. } = &mut kind {
+/// `kind` with `with` applied to its rendered config.
+pub fn patched(mut kind: Kind, with: &'static [(&'static str, &'static str)]) -> Kind {
+    if let Kind::Envoy { patches, .. } | Kind::Haproxy { patches, .. } = &mut kind {
         *patches = with;
     }
     kind
+}
+
+/// `cfg` with every replacement applied; an error names the one whose text
+/// is not there.
+fn apply_patches(
+    mut cfg: String,
+    patches: &[(&str, &str)],
+    id: &str,
+    template: &str,
+) -> Result<String> {
+    for (from, to) in patches {
+        if !cfg.contains(from) {
+            bail!("{id}: {from:?} not found in {template}");
+        }
+        cfg = cfg.replace(from, to);
+    }
+    Ok(cfg)
 }
 
 /// The etcd store in the plugin configuration (system 5e).
@@ -296,6 +316,7 @@ pub fn all_systems() -> Vec<System> {
             "HAProxy, WebMKS jump-host recipe: backend = `host` query parameter, no authentication (bench/configs/haproxy.cfg)",
             Kind::Haproxy {
                 template: "haproxy.cfg",
+                patches: &[],
             },
         ),
         system(
@@ -404,6 +425,7 @@ pub fn all_systems() -> Vec<System> {
                 "as deployed: as 2 with TLS 1.3 at the bind, TLS to ESXi (SNI, no certificate check, as the recipe) and its access log on (bench/configs/haproxy-deployed.cfg)",
                 Kind::Haproxy {
                     template: "haproxy-deployed.cfg",
+                    patches: &[],
                 },
             )
         },
@@ -649,7 +671,13 @@ pub fn start(ctx: &Ctx, sys: &System, concurrency: u32) -> Result<Running> {
             admin: None,
             _etcd: None,
         }),
-        Kind::Haproxy { template } => {
+        Kind::Haproxy { template, patches } => {
+            if !ctx.paths.haproxy.is_file() {
+                bail!(
+                    "HAProxy (apt-get install haproxy) not found at {}",
+                    ctx.paths.haproxy.display()
+                );
+            }
             let deployed = deployed_for(ctx, sys)?;
             let upstream = deployed.map_or(ctx.standin_addr, |d| d.standin);
             let port = free_port()?;
@@ -664,7 +692,7 @@ pub fn start(ctx: &Ctx, sys: &System, concurrency: u32) -> Result<Running> {
             if let Some(d) = deployed {
                 vars.push(("GATEWAY_PEM", d.gateway_pem.display().to_string()));
             }
-            let cfg = render(&text, &vars)?;
+            let cfg = apply_patches(render(&text, &vars)?, patches, sys.id, template)?;
             let cfg_path = ctx.paths.work.join(format!("haproxy-{}.cfg", sys.id));
             std::fs::write(&cfg_path, cfg)?;
             let mut cmd = pinned(Some(PROXY_CPU), &ctx.paths.haproxy);
@@ -800,7 +828,7 @@ fn random_secret() -> Result<Vec<u8>> {
     Ok(buf)
 }
 
-fn utc_now() -> String {
+pub fn utc_now() -> String {
     command_line("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"])
 }
 
@@ -1307,7 +1335,7 @@ fn selected_systems() -> Vec<System> {
 fn system_info(s: &System) -> SystemInfo {
     let (config, module) = match &s.kind {
         Kind::Direct => (None, None),
-        Kind::Haproxy { template } => (Some(format!("bench/configs/{template}")), None),
+        Kind::Haproxy { template, .. } => (Some(format!("bench/configs/{template}")), None),
         Kind::Envoy {
             template, module, ..
         } => (
@@ -1532,7 +1560,7 @@ mod tests {
         for sys in all_systems() {
             let (file, module) = match sys.kind {
                 Kind::Direct => continue,
-                Kind::Haproxy { template } => (template, None),
+                Kind::Haproxy { template, .. } => (template, None),
                 Kind::Envoy {
                     template, module, ..
                 } => (template, module),

@@ -100,6 +100,7 @@ mod memory;
 mod method;
 mod plot;
 mod ratios;
+pub mod scale;
 mod stats;
 mod streams;
 mod targets;
@@ -402,8 +403,13 @@ pub fn write(root: &Path, input: &Path, md: &Path, svg_path: &Path) -> Result<()
     } else {
         std::fs::read_to_string(root.join("bench/ANALYSIS.md")).ok()
     };
-    std::fs::write(md, rep.markdown(&svg_rel, analysis))
-        .with_context(|| format!("writing {}", md.display()))?;
+    // The sizing tables of the last `make bench-scale`, if one ran.
+    let mut markdown = rep.markdown(&svg_rel, analysis);
+    if let Ok(scale) = std::fs::read_to_string(root.join("bench/results/scale.md")) {
+        markdown.push('\n');
+        markdown.push_str(&scale);
+    }
+    std::fs::write(md, markdown).with_context(|| format!("writing {}", md.display()))?;
     eprintln!("report: wrote {} and {}", md.display(), svg_path.display());
     Ok(())
 }
