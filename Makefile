@@ -4,7 +4,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 MODULE := target/mksgate/mksgate_filter.wasm
 
-.PHONY: help setup build test lint test-native test-wasm test-envoy-oldest test-envoy-versions test-observability test-scale-short demo fuzz bench bench-calls bench-stages bench-scale release clean
+.PHONY: help setup build test lint test-native test-wasm test-envoy-oldest test-envoy-versions test-observability test-scale-short test-soak-short demo fuzz bench bench-calls bench-stages bench-scale soak-long failover release clean
 
 help:
 	@echo "make demo   - build, start ESXi stand-ins + Envoy on localhost, print a signed console link"
@@ -15,6 +15,8 @@ help:
 	@echo "make bench-calls - what each kind of host call mksgate makes costs Envoy (about 4 minutes)"
 	@echo "make bench-stages - mksgate's own decision, stage by stage, timed in V8 (under a minute)"
 	@echo "make bench-scale - open consoles per gateway: 1,000-9,500 TLS consoles on four systems (about 15 minutes)"
+	@echo "make soak-long  - 30 minutes at 2,000 open consoles with churn: heap, RSS and VM memory sampled (about 32 minutes)"
+	@echo "make failover   - five etcd leader kills under load: the failover window against the election"
 	@echo "make release - the module, the OCI image and the CLI of this version, checked against each other (target/release-VERSION)"
 	@echo "make test-envoy-versions - the core end-to-end suite on every Envoy 1.36-1.40 on PyPI (about 30 minutes)"
 
@@ -60,7 +62,11 @@ test-observability: setup
 test-scale-short: build
 	scripts/bench-scale.sh --short
 
-test: lint test-observability test-native test-wasm test-envoy-oldest test-scale-short
+# Two minutes of the long soak: 1,000 consoles with churn and refused links.
+test-soak-short: build
+	scripts/soak-long.sh --short
+
+test: lint test-observability test-native test-wasm test-envoy-oldest test-scale-short test-soak-short
 	@echo "make test: all suites passed"
 
 demo: build
@@ -82,6 +88,12 @@ bench-stages: setup
 
 bench-scale: build
 	scripts/bench-scale.sh
+
+soak-long: build
+	scripts/soak-long.sh
+
+failover: build
+	MKSGATE_FAILOVER_KILLS=5 cargo test -p mksgate-host-tests --test e2e_fleet_failover -- --nocapture
 
 release:
 	scripts/release.sh

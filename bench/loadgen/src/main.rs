@@ -4,6 +4,7 @@
 //! mksgate-loadgen suite  [--out bench/results/latest.json]     every system, every scenario
 //! mksgate-loadgen report [--in FILE] [--md BENCHMARKS.md] [--svg bench/results/benchmarks.svg]
 //! mksgate-loadgen scale  [--out bench/results/scale.json] [--md bench/results/scale.md]   open consoles per gateway
+//! mksgate-loadgen soak   [--out bench/results/soak.json]    a long life with churn (BENCH_SOAK_*)
 //! mksgate-loadgen handshake --addr IP:PORT [--mksgate-key-env VAR] [--concurrency 16] [--rate HS/s] [--secs 5]
 //! mksgate-loadgen frames    --addr IP:PORT [--mksgate-key-env VAR] [--sessions 16] [--bytes 64] [--rate RT/s] [--secs 5]
 //! mksgate-loadgen bulk      --addr IP:PORT [--mksgate-key-env VAR] [--sessions 4] [--bytes 1048576] [--window 4] [--rate-mb MB/s] [--secs 5]
@@ -23,6 +24,7 @@ mod report;
 mod results;
 mod scale;
 mod scenario;
+mod soak;
 mod suite;
 mod svg;
 
@@ -36,6 +38,7 @@ use anyhow::{anyhow, bail, Context, Result};
 const USAGE: &str = "usage: mksgate-loadgen suite [--out FILE]
        mksgate-loadgen report [--in FILE] [--md FILE] [--svg FILE]
        mksgate-loadgen scale [--out FILE] [--md FILE]
+       mksgate-loadgen soak [--out FILE]
        mksgate-loadgen handshake|frames|bulk|idle --addr IP:PORT [--mksgate-key-env VAR]
            [--concurrency N] [--sessions N] [--bytes N] [--window N] [--rate RT/s] [--rate-mb MB/s] [--secs S] [--warm S]
            [--proxy-pid PID] [--standin-pid PID] [--link-ttl S]";
@@ -236,6 +239,16 @@ async fn run() -> Result<()> {
             let run = scale::run(&root, &out).await?;
             std::fs::write(&md, report::scale::markdown(&run))?;
             eprintln!("bench-scale: wrote {} and {}", out.display(), md.display());
+            Ok(())
+        }
+        "soak" => {
+            flags.check(&["out"])?;
+            let out = flags
+                .get("out")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| root.join("bench/results/soak.json"));
+            soak::run(&root, &out).await?;
+            eprintln!("soak: wrote {}", out.display());
             Ok(())
         }
         "-h" | "--help" | "help" => {

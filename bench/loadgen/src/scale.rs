@@ -35,7 +35,7 @@ use crate::suite::{all_systems, patched, settings_from_env, start, Ctx, Kind, Pa
 
 /// The systems measured, as deployed.
 const SYSTEMS: [&str; 4] = ["haproxy-tls", "envoy-tls", "noop-tls", "mksgate-tls"];
-const ENVOY_LIMIT: &[(&str, &str)] = &[(
+pub const ENVOY_LIMIT: &[(&str, &str)] = &[(
     "max_active_downstream_connections: 20000",
     "max_active_downstream_connections: 200000",
 )];
@@ -111,7 +111,7 @@ fn env_u64(name: &str, default: u64) -> u64 {
 }
 
 /// Console `i`'s own client address: 127.1.0.1 onwards, 200 per /24.
-fn source(i: u32) -> IpAddr {
+pub fn source(i: u32) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(
         127,
         1,
@@ -120,7 +120,7 @@ fn source(i: u32) -> IpAddr {
     ))
 }
 
-fn stat_lines(admin: SocketAddr, filter: &str) -> Vec<(String, u64)> {
+pub fn stat_lines(admin: SocketAddr, filter: &str) -> Vec<(String, u64)> {
     let Ok((_, body)) = http_get(
         admin,
         &format!("/stats?filter={filter}"),
@@ -136,14 +136,14 @@ fn stat_lines(admin: SocketAddr, filter: &str) -> Vec<(String, u64)> {
         .collect()
 }
 
-fn vm_memory(admin: Option<SocketAddr>) -> Option<u64> {
+pub fn vm_memory(admin: Option<SocketAddr>) -> Option<u64> {
     let admin = admin?;
     stat_lines(admin, "mksgate.vm_memory_bytes$")
         .first()
         .map(|(_, v)| *v)
 }
 
-fn heap_allocated(admin: Option<SocketAddr>) -> Option<u64> {
+pub fn heap_allocated(admin: Option<SocketAddr>) -> Option<u64> {
     let (_, body) = http_get(admin?, "/memory", Duration::from_secs(5)).ok()?;
     let v: serde_json::Value = serde_json::from_str(&body).ok()?;
     v["allocated"].as_str()?.parse().ok()
@@ -154,14 +154,15 @@ fn fds(pid: Option<i32>) -> Option<u64> {
     Some(dir.count() as u64)
 }
 
+/// What the consoles of a run did.
 #[derive(Default)]
-struct Tally {
-    opened: AtomicU64,
-    failed: AtomicU64,
-    sent: AtomicU64,
-    echoed: AtomicU64,
-    cut: AtomicU64,
-    alive_at_end: AtomicU64,
+pub struct Tally {
+    pub opened: AtomicU64,
+    pub failed: AtomicU64,
+    pub sent: AtomicU64,
+    pub echoed: AtomicU64,
+    pub cut: AtomicU64,
+    pub alive_at_end: AtomicU64,
 }
 
 /// One frame and its echo.
@@ -181,22 +182,33 @@ async fn round_trip(ws: &mut Ws, tally: &Tally) -> bool {
     ok
 }
 
-/// A console's life: open, a frame every `every` until `stop`, a last check,
-/// a close.
-#[allow(clippy::too_many_arguments)]
-async fn console(
-    target: Arc<Target>,
-    counter: Arc<Counter>,
-    i: u32,
-    gate: Arc<Semaphore>,
-    every: Duration,
-    mut stop: watch::Receiver<bool>,
-    tally: Arc<Tally>,
-    errors: Arc<std::sync::Mutex<BTreeMap<String, u64>>>,
-) {
+/// What a console needs besides its number: where, how often, when to
+/// stop, and where to count.
+#[derive(Clone)]
+pub struct Life {
+    pub target: Arc<Target>,
+    /// Handshakes in flight at once.
+    pub gate: Arc<Semaphore>,
+    /// One frame (and its echo) this often.
+    pub every: Duration,
+    pub tally: Arc<Tally>,
+    /// Why consoles failed to open, by kind.
+    pub errors: Arc<std::sync::Mutex<BTreeMap<String, u64>>>,
+}
+
+/// Console number `n`'s life, from client address `source(i)`: open, a
+/// frame every `life.every` until `stop`, a last check, a close.
+pub async fn console(life: Life, n: u64, i: u32, mut stop: watch::Receiver<bool>) {
+    let Life {
+        target,
+        gate,
+        every,
+        tally,
+        errors,
+    } = life;
     let opened = {
         let _permit = gate.acquire().await;
-        open_from(&target, counter.next(), Some(source(i))).await
+        open_from(&target, n, Some(source(i))).await
     };
     let mut ws = match opened {
         Ok(ws) => ws,
@@ -256,16 +268,19 @@ async fn measure(
     let every = Duration::from_secs(s.frame_every_s);
     let t0 = Instant::now();
     let mut tasks = Vec::with_capacity(n as usize);
+    let life = Life {
+        target: running.target.clone(),
+        gate,
+        every,
+        tally: tally.clone(),
+        errors: errors.clone(),
+    };
     for i in 0..n {
         tasks.push(tokio::spawn(console(
-            running.target.clone(),
-            counter.clone(),
+            life.clone(),
+            counter.next(),
             i,
-            gate.clone(),
-            every,
             stop_rx.clone(),
-            tally.clone(),
-            errors.clone(),
         )));
     }
     let open_deadline = t0 + Duration::from_secs(600);

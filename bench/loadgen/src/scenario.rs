@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, bail, Result};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use mksgate_core::jws::{self, Key};
+use mksgate_core::jws::{self, Alg, Key};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -90,31 +90,59 @@ impl Target {
     /// A link signed like a portal would (shipped claims shape, fresh
     /// ticket and `jti` every time).
     fn link(&self, key: &Key, ttl_s: u64, ticket: &str, n: u64) -> String {
+        self.link_as(key, ttl_s, ticket, n, Variant::Valid)
+    }
+
+    /// [`Target::link`], or a link the gateway must refuse (`variant`).
+    fn link_as(&self, key: &Key, ttl_s: u64, ticket: &str, n: u64, variant: Variant) -> String {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
+        // Expired: issued 3 minutes ago for 1 (the skew is 30 s).
+        let iat = if variant == Variant::Expired {
+            now - 180
+        } else {
+            now
+        };
+        let exp = if variant == Variant::Expired {
+            now - 120
+        } else {
+            now + ttl_s
+        };
         let claims = serde_json::json!({
             "host": ESXI_HOST,
             "ticket": ticket,
-            "iat": now,
-            "exp": now + ttl_s,
+            "iat": iat,
+            "exp": exp,
             "jti": format!("j{:015x}{:016x}", self.nonce, n),
             "aud": AUDIENCE,
             "iss": ISSUER,
             "sub": "bench",
         });
-        jws::sign(key, claims.to_string().as_bytes())
+        match variant {
+            Variant::Forged => match Key::new(
+                Some(KID.into()),
+                Alg::HS256,
+                b"not the gateway's key: another portal's, 48 bytes",
+            ) {
+                Ok(other) => jws::sign(&other, claims.to_string().as_bytes()),
+                Err(_) => String::new(),
+            },
+            _ => jws::sign(key, claims.to_string().as_bytes()),
+        }
     }
 
-    /// The upgrade request for handshake number `n` (unique ticket and jti).
-    pub fn request(&self, n: u64) -> Result<Request> {
+    /// The upgrade request for handshake number `n` (unique ticket and jti),
+    /// with a link of `variant` (mksgate targets; other modes ignore it).
+    /// Number `n` again is the same `jti`: a replay.
+    pub fn request_as(&self, n: u64, variant: Variant) -> Result<Request> {
         let ticket = format!("b{:015x}{:016x}", self.nonce, n);
         let scheme = if self.tls.is_some() { "wss" } else { "ws" };
         let uri = match &self.mode {
             Mode::Path => format!("{scheme}://{}/ticket/{ticket}?host={ESXI_HOST}", self.addr),
             Mode::Mksgate { key, ttl_s } => {
-                let token = self.link(key, *ttl_s, &ticket, n);
+                let token = self.link_as(key, *ttl_s, &ticket, n, variant);
                 format!("{scheme}://{}/console?token={token}", self.addr)
             }
             Mode::PathWithToken { key, ttl_s } => {
@@ -134,6 +162,16 @@ impl Target {
         );
         Ok(req)
     }
+}
+
+/// A signed link the gateway admits, or one it must refuse.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    Valid,
+    /// Past `exp` (and the skew): `expired`.
+    Expired,
+    /// Signed with another key under the gateway's `kid`: `bad_signature`.
+    Forged,
 }
 
 /// Handshake counter shared by every task of a run (unique tickets/jtis).
@@ -165,7 +203,19 @@ pub async fn open_from(
     n: u64,
     source: Option<std::net::IpAddr>,
 ) -> std::result::Result<Ws, String> {
-    let req = target.request(n).map_err(|e| format!("request: {e}"))?;
+    open_as(target, n, source, Variant::Valid).await
+}
+
+/// [`open_from`] with a link of `variant`.
+pub async fn open_as(
+    target: &Target,
+    n: u64,
+    source: Option<std::net::IpAddr>,
+    variant: Variant,
+) -> std::result::Result<Ws, String> {
+    let req = target
+        .request_as(n, variant)
+        .map_err(|e| format!("request: {e}"))?;
     let fut = async {
         let tcp = match source {
             None => TcpStream::connect(target.addr).await,
