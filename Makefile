@@ -4,10 +4,11 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 MODULE := target/mksgate/mksgate_filter.wasm
 
-.PHONY: help setup build test lint test-native test-wasm test-envoy-oldest test-envoy-versions test-observability test-scale-short test-soak-short demo fuzz bench bench-calls bench-stages bench-scale soak-long failover release clean
+.PHONY: help setup build test lint test-native test-wasm test-envoy-oldest test-envoy-versions test-observability test-scale-short test-soak-short demo demo-fleet fuzz bench bench-calls bench-stages bench-scale soak-long failover release clean
 
 help:
 	@echo "make demo   - build, start ESXi stand-ins + Envoy on localhost, print a signed console link"
+	@echo "make demo-fleet - two gateways and a 3-member etcd: one link admitted once, replayed on the other gateway"
 	@echo "make test   - the whole suite (lint, unit, wasm, Envoy end-to-end, interop); what CI runs"
 	@echo "make build  - build the shipped module: $(MODULE)"
 	@echo "make fuzz   - about a minute of each fuzz target, then the long wire fuzzer in real Envoy"
@@ -72,6 +73,11 @@ test: lint test-observability test-native test-wasm test-envoy-oldest test-scale
 demo: build
 	scripts/setup-browser.sh
 	cargo run --quiet --release -p mksgate-host-tests --bin mksgate-demo
+
+# Two gateways sharing one-time links in a 3-member etcd cluster, and a
+# page that shows a link admitted by one and `replayed` on the other.
+demo-fleet: build
+	cargo run --quiet --release -p mksgate-host-tests --bin mksgate-demo-fleet
 
 fuzz: build
 	scripts/fuzz.sh 60

@@ -5,7 +5,7 @@
 # (bench/loadgen/src/soak.rs). Writes bench/results/soak.json.
 #
 #   scripts/soak-long.sh           the full run (about 32 minutes)
-#   scripts/soak-long.sh --short   `make test`'s version: 2 minutes, 1,000
+#   scripts/soak-long.sh --short   `make test`'s version: 90 s, 1,000
 #       consoles, 25 a second churned, samples every 10 s; debug builds;
 #       writes target/bench/soak-short.json. Both fail unless the decision
 #       counters equal the load generator's tallies and no console was cut;
@@ -25,7 +25,7 @@ if [ "${1:-}" = "--short" ]; then
   cargo build --quiet -p mksgate-host-tests --bin esxi-standin
   cargo build --quiet -p mksgate-loadgen
   export ESXI_STANDIN_BIN="$ROOT/target/debug/esxi-standin"
-  export BENCH_SOAK_SECS=${BENCH_SOAK_SECS:-120} BENCH_SOAK_CONSOLES=${BENCH_SOAK_CONSOLES:-1000}
+  export BENCH_SOAK_SECS=${BENCH_SOAK_SECS:-90} BENCH_SOAK_CONSOLES=${BENCH_SOAK_CONSOLES:-1000}
   export BENCH_SOAK_CHURN=${BENCH_SOAK_CHURN:-25} BENCH_SOAK_SAMPLE_S=${BENCH_SOAK_SAMPLE_S:-10}
   export BENCH_SOAK_WARM_S=${BENCH_SOAK_WARM_S:-30}
   mkdir -p target/bench

@@ -17,6 +17,7 @@
 //! * a small web server ([`web`]) with the demo page (noVNC), `/link` (a
 //!   fresh signed link) and `/decisions` (the gateway's decision log lines).
 
+pub mod fleet;
 pub mod qemu;
 pub mod rfb;
 pub mod web;

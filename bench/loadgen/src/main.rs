@@ -247,8 +247,13 @@ async fn run() -> Result<()> {
                 .get("out")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| root.join("bench/results/soak.json"));
-            soak::run(&root, &out).await?;
-            eprintln!("soak: wrote {}", out.display());
+            let run = soak::run(&root, &out).await?;
+            let md = out.with_extension("md");
+            std::fs::write(&md, report::soak::markdown(&run))?;
+            eprintln!("soak: wrote {} and {}", out.display(), md.display());
+            if !run.problems.is_empty() {
+                bail!("soak: {}", run.problems.join("; "));
+            }
             Ok(())
         }
         "-h" | "--help" | "help" => {

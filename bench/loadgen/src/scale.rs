@@ -39,7 +39,7 @@ pub const ENVOY_LIMIT: &[(&str, &str)] = &[(
     "max_active_downstream_connections: 20000",
     "max_active_downstream_connections: 200000",
 )];
-const HAPROXY_LIMIT: &[(&str, &str)] = &[("maxconn 8000", "maxconn 200000")];
+const HAPROXY_LIMIT: &[(&str, &str)] = &[("maxconn 8000", "maxconn 9990")];
 const FRAME: &[u8] = b"console-frame-16";
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -80,7 +80,9 @@ pub struct ScaleRow {
     pub vm_memory_before: Option<u64>,
     pub vm_memory_open: Option<u64>,
     pub vm_memory_closed: Option<u64>,
-    /// Envoy: `/memory` allocated bytes with the consoles open.
+    /// Envoy: `/memory` allocated bytes before and with the consoles open.
+    #[serde(default)]
+    pub heap_allocated_before: Option<u64>,
     pub heap_allocated_open: Option<u64>,
 }
 
@@ -258,6 +260,7 @@ async fn measure(
         consoles: n,
         rss_before_kb: pid.and_then(rss_kb),
         vm_memory_before: vm_memory(running.admin),
+        heap_allocated_before: heap_allocated(running.admin),
         ..ScaleRow::default()
     };
     let counter = Arc::new(Counter::default());
@@ -370,11 +373,13 @@ pub async fn run(root: &Path, out: &Path) -> Result<ScaleRun> {
         .into_iter()
         .filter(|s| settings.systems.iter().any(|w| w == s.id))
         .map(|mut s| {
-            let limit = match s.kind {
-                Kind::Haproxy { .. } => HAPROXY_LIMIT,
-                _ => ENVOY_LIMIT,
+            let (limit, own) = match &s.kind {
+                Kind::Haproxy { patches, .. } => (HAPROXY_LIMIT, *patches),
+                Kind::Envoy { patches, .. } => (ENVOY_LIMIT, *patches),
+                Kind::Direct => (&[][..], &[][..]),
             };
-            s.kind = patched(s.kind, limit);
+            let all: Vec<(&'static str, &'static str)> = own.iter().chain(limit).copied().collect();
+            s.kind = patched(s.kind, Box::leak(all.into_boxed_slice()));
             s
         })
         .collect();

@@ -206,6 +206,13 @@ fn noop_calls_patch() -> &'static [(&'static str, &'static str)] {
     Box::leak(Box::new([(ANCHOR, &*Box::leak(to.into_boxed_str()))]))
 }
 
+/// The do-nothing filter making only mksgate's six audit filter-state
+/// writes (system 4Ta).
+const AUDIT_ONLY_PATCH: &[(&str, &str)] = &[(
+    "                root_id: noop\n",
+    "                root_id: noop\n                configuration:\n                  \"@type\": type.googleapis.com/google.protobuf.StringValue\n                  value: \"property*6\"\n",
+)];
+
 /// `kind` with `with` applied to its rendered config.
 pub fn patched(mut kind: Kind, with: &'static [(&'static str, &'static str)]) -> Kind {
     if let Kind::Envoy { patches, .. } | Kind::Haproxy { patches, .. } = &mut kind {
@@ -236,6 +243,14 @@ const ETCD_STORE_PATCH: (&str, &str) = (
     "\"one_time_links\": true,",
     "\"one_time_links\": true, \"replay_store\": {\"etcd\": {\"cluster\": \"mksgate_etcd\", \"authority\": \"etcd\"}},",
 );
+/// Revocation read from etcd, as envoy/fleet.yaml ships it (system 5r).
+const REVOCATION_PATCH: (&str, &str) = (
+    "\"one_time_links\": true,",
+    "\"one_time_links\": true, \"revocation\": {\"etcd\": {\"cluster\": \"mksgate_etcd\", \"authority\": \"etcd\", \"poll_ms\": 1000, \"timeout_ms\": 1500, \"max_stale_ms\": 30000}},",
+);
+/// System 5r's patches; and with TLS and the access log, the scale bench's
+/// `mksgate-tls-rev`.
+pub const REVOCATION_PATCHES: &[(&str, &str)] = &[REVOCATION_PATCH, ETCD_CLUSTER_PATCH];
 /// And the cluster it names.
 const ETCD_CLUSTER_PATCH: (&str, &str) = (
     "\n  clusters:\n",
@@ -365,6 +380,22 @@ pub fn all_systems() -> Vec<System> {
                 },
             )
         },
+        System {
+            handshake_only: true,
+            ..system(
+                "mksgate-rev",
+                "5r mksgate, revocation (diag.)",
+                "diagnostic, handshakes only: as 5 with revocation on (`revocation.etcd`, envoy/fleet.yaml's block: each worker reads the revocations from etcd every second, and every handshake is checked against them); a single-member etcd 3.4 on the load generator's CPU, plain HTTP, holding no revocation",
+                Kind::Envoy {
+                    template: "envoy-mksgate.yaml",
+                    module: Some("mksgate_filter.wasm"),
+                    mksgate: true,
+                    log_level: "info",
+                    patches: REVOCATION_PATCHES,
+                    etcd: true,
+                },
+            )
+        },
         budget(system(
             "noop-log",
             "4L Envoy+noop, access log (budget)",
@@ -447,6 +478,38 @@ pub fn all_systems() -> Vec<System> {
                 "4T Envoy+noop, TLS + log",
                 "as deployed: as 4 with TLS on both sides and the shipped access log",
                 envoy("envoy-noop.yaml", Some("mksgate_noop_filter.wasm"), false),
+            )
+        },
+        System {
+            tls: true,
+            access_log: true,
+            handshake_only: true,
+            ..system(
+                "noop-tls-audit",
+                "4Ta Envoy+noop, TLS + log, six filter-state writes (scale only)",
+                "as 4T with the do-nothing filter writing the six filter-state values mksgate's audit writes on an admitted console (bench/noop-filter/src/calls.rs, plan `property*6`) and nothing else: measured by `make bench-scale` only, to price what the audit holds per open console",
+                patched(
+                    envoy("envoy-noop.yaml", Some("mksgate_noop_filter.wasm"), false),
+                    AUDIT_ONLY_PATCH,
+                ),
+            )
+        },
+        System {
+            tls: true,
+            access_log: true,
+            handshake_only: true,
+            ..system(
+                "mksgate-tls-rev",
+                "5Tr Envoy+mksgate, TLS + log, revocation (scale only)",
+                "as 5T with revocation on (system 5r's block and etcd): measured by `make bench-scale` only, where its CPU with no console and with consoles open is the cost of polling",
+                Kind::Envoy {
+                    template: "envoy-mksgate.yaml",
+                    module: Some("mksgate_filter.wasm"),
+                    mksgate: true,
+                    log_level: "info",
+                    patches: REVOCATION_PATCHES,
+                    etcd: true,
+                },
             )
         },
         System {
@@ -1310,6 +1373,9 @@ pub async fn run(root: &Path, out: &Path) -> Result<Results> {
 
 /// The systems to run: all, or those `BENCH_SYSTEMS` names; in reverse
 /// order with `BENCH_REVERSE=1` (a diagnostic of the benchmark itself).
+/// Systems `make bench` leaves out unless named (`make bench-scale` runs them).
+const SCALE_ONLY: [&str; 2] = ["noop-tls-audit", "mksgate-tls-rev"];
+
 fn selected_systems() -> Vec<System> {
     let wanted: Vec<String> = std::env::var("BENCH_SYSTEMS")
         .ok()
@@ -1323,7 +1389,13 @@ fn selected_systems() -> Vec<System> {
         .unwrap_or_default();
     let mut systems: Vec<System> = all_systems()
         .into_iter()
-        .filter(|s| wanted.is_empty() || wanted.iter().any(|w| w == s.id))
+        .filter(|s| {
+            if wanted.is_empty() {
+                !SCALE_ONLY.contains(&s.id)
+            } else {
+                wanted.iter().any(|w| w == s.id)
+            }
+        })
         .collect();
     if std::env::var("BENCH_REVERSE").is_ok_and(|v| v == "1") {
         systems.reverse();

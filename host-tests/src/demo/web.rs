@@ -23,14 +23,25 @@ use tokio::task::JoinSet;
 use super::State;
 use crate::io::{read_head, reason};
 
+/// What a demo page's server answers: one reply per request target.
+pub(crate) trait Site: Send + Sync + 'static {
+    fn route(&self, target: &str) -> impl std::future::Future<Output = Reply> + Send;
+}
+
+impl Site for State {
+    async fn route(&self, target: &str) -> Reply {
+        route(target, self).await
+    }
+}
+
 /// Accept loop; runs until aborted (connections end with it).
-pub(crate) async fn serve(listener: TcpListener, state: Arc<State>) {
+pub(crate) async fn serve<S: Site>(listener: TcpListener, site: Arc<S>) {
     let mut conns = JoinSet::new();
     loop {
         tokio::select! {
             r = listener.accept() => match r {
                 Ok((sock, _)) => {
-                    let st = state.clone();
+                    let st = site.clone();
                     conns.spawn(async move {
                         let _ = tokio::time::timeout(Duration::from_secs(30), conn(sock, st)).await;
                     });
@@ -42,14 +53,14 @@ pub(crate) async fn serve(listener: TcpListener, state: Arc<State>) {
     }
 }
 
-struct Reply {
+pub(crate) struct Reply {
     status: u16,
     ctype: &'static str,
     body: Vec<u8>,
 }
 
 impl Reply {
-    fn text(status: u16, body: &str) -> Reply {
+    pub(crate) fn text(status: u16, body: &str) -> Reply {
         Reply {
             status,
             ctype: "text/plain; charset=utf-8",
@@ -57,7 +68,7 @@ impl Reply {
         }
     }
 
-    fn json(v: &impl serde::Serialize) -> Reply {
+    pub(crate) fn json(v: &impl serde::Serialize) -> Reply {
         match serde_json::to_vec_pretty(v) {
             Ok(body) => Reply {
                 status: 200,
@@ -69,7 +80,7 @@ impl Reply {
     }
 }
 
-async fn conn(sock: TcpStream, state: Arc<State>) -> Result<()> {
+async fn conn<S: Site>(sock: TcpStream, site: Arc<S>) -> Result<()> {
     let mut reader = BufReader::new(sock);
     let Some(head) = read_head(&mut reader).await? else {
         return Ok(());
@@ -81,7 +92,7 @@ async fn conn(sock: TcpStream, state: Arc<State>) -> Result<()> {
             let method = req.method.unwrap_or("");
             let target = req.path.unwrap_or("/");
             if method == "GET" || method == "HEAD" {
-                route(target, &state).await
+                site.route(target).await
             } else {
                 Reply::text(405, "method not allowed\n")
             }
@@ -107,7 +118,7 @@ async fn conn(sock: TcpStream, state: Arc<State>) -> Result<()> {
 }
 
 /// Split `target` into path and query parameters (percent-decoded).
-fn split_target(target: &str) -> (String, Vec<(String, String)>) {
+pub(crate) fn split_target(target: &str) -> (String, Vec<(String, String)>) {
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let params = query
         .split('&')
@@ -145,7 +156,7 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub(crate) fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
     params
         .iter()
         .find(|(k, _)| k == name)
@@ -222,7 +233,7 @@ async fn route(target: &str, state: &State) -> Reply {
 }
 
 /// `base/rel` if `rel` is a plain relative path (no `..`, no root).
-fn safe_join(base: &Path, rel: &str) -> Option<PathBuf> {
+pub(crate) fn safe_join(base: &Path, rel: &str) -> Option<PathBuf> {
     let rel = Path::new(rel);
     if rel.as_os_str().is_empty() || !rel.components().all(|c| matches!(c, Component::Normal(_))) {
         return None;
@@ -230,7 +241,7 @@ fn safe_join(base: &Path, rel: &str) -> Option<PathBuf> {
     Some(base.join(rel))
 }
 
-fn file(path: &Path) -> Reply {
+pub(crate) fn file(path: &Path) -> Reply {
     let ctype = match path.extension().and_then(|e| e.to_str()).unwrap_or("") {
         "html" => "text/html; charset=utf-8",
         "js" | "mjs" => "text/javascript; charset=utf-8",

@@ -101,6 +101,7 @@ mod method;
 mod plot;
 mod ratios;
 pub mod scale;
+pub mod soak;
 mod stats;
 mod streams;
 mod targets;
@@ -405,9 +406,12 @@ pub fn write(root: &Path, input: &Path, md: &Path, svg_path: &Path) -> Result<()
     };
     // The sizing tables of the last `make bench-scale`, if one ran.
     let mut markdown = rep.markdown(&svg_rel, analysis);
-    if let Ok(scale) = std::fs::read_to_string(root.join("bench/results/scale.md")) {
-        markdown.push('\n');
-        markdown.push_str(&scale);
+    // And of the last `make soak-long`.
+    for part in ["bench/results/scale.md", "bench/results/soak.md"] {
+        if let Ok(text) = std::fs::read_to_string(root.join(part)) {
+            markdown.push('\n');
+            markdown.push_str(&text);
+        }
     }
     std::fs::write(md, markdown).with_context(|| format!("writing {}", md.display()))?;
     eprintln!("report: wrote {} and {}", md.display(), svg_path.display());

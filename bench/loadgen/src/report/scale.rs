@@ -54,7 +54,7 @@ pub fn markdown(run: &ScaleRun) -> String {
     if let Some(s) = &s {
         let _ = writeln!(
             md,
-            "Run {} at `{}`, {:.0} s. As deployed: TLS 1.3 from the client, TLS to the TLS ESXi stand-in, the shipped access log, Envoy `--concurrency 2` (HAProxy: its deployed config, `nbthread 1`), the proxy pinned to CPU 0 and the clients and stand-in to CPU 1. Connection limits raised for the run (Envoy's overload-manager limit and HAProxy's `maxconn` to 200,000; the bench configs' circuit breakers are 100,000); open-files limit {}. {} handshakes in flight while opening, each console from its own 127.1.x.y address; each sends a {}-byte frame every {} s (the first at a spread offset) and checks its echo, for a hold of {} s, then once more before the close. RSS per console = (RSS after the hold - RSS before) / consoles opened.\n",
+            "Run {} at `{}`, {:.0} s. As deployed: TLS 1.3 from the client, TLS to the TLS ESXi stand-in, the shipped access log, Envoy `--concurrency 2` (HAProxy: its deployed config, `nbthread 1`), the proxy pinned to CPU 0 and the clients and stand-in to CPU 1. Connection limits raised for the run (Envoy's overload-manager limit to 200,000; HAProxy's `maxconn` to 9,990, as many as 20,000 descriptors allow it; the bench configs' circuit breakers are 100,000); open-files limit {}. {} handshakes in flight while opening, each console from its own 127.1.x.y address; each sends a {}-byte frame every {} s (the first at a spread offset) and checks its echo, for a hold of {} s, then once more before the close. RSS per console = (RSS after the hold - RSS before) / consoles opened.\n",
             run.started_utc,
             run.git_commit,
             run.wall_s,
@@ -67,12 +67,12 @@ pub fn markdown(run: &ScaleRun) -> String {
     }
     let _ = writeln!(
         md,
-        "| system | consoles | opened | open errors | time to open, s | cut | alive at the end | RSS before → open → closed, MiB | kB per console | over noop, kB | proxy CPU while held, % of a core | fds | per worker | wasm VMs' memory before → open → closed, MiB | Envoy heap allocated, MiB |\n|---|---:|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---|---|---:|"
+        "| system | consoles | opened | open errors | time to open, s | cut | alive at the end | RSS before → open → closed, MiB | kB per console | over noop, kB | proxy CPU while held, % of a core | fds | per worker | wasm VMs' memory before → open → closed, MiB | Envoy heap allocated, MiB | heap per console, kB |\n|---|---:|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---|---|---:|---:|"
     );
     for r in &run.rows {
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {:.1} | {} | {} | {} → {} → {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {:.1} | {} | {} | {} → {} → {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.label,
             r.consoles,
             r.opened,
@@ -103,6 +103,12 @@ pub fn markdown(run: &ScaleRun) -> String {
                 "—".into()
             },
             vm(r.heap_allocated_open),
+            match (r.heap_allocated_before, r.heap_allocated_open) {
+                (Some(a), Some(b)) if r.opened > 0 => {
+                    format!("{:.2}", (b as f64 - a as f64) / 1024.0 / r.opened as f64)
+                }
+                _ => "—".into(),
+            },
         );
     }
     md
