@@ -4,7 +4,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 MODULE := target/mksgate/mksgate_filter.wasm
 
-.PHONY: help setup build test lint test-native test-wasm test-envoy-oldest test-envoy-versions test-observability test-scale-short test-soak-short demo demo-fleet fuzz bench bench-calls bench-stages bench-scale soak-long failover release clean
+.PHONY: help setup build test lint test-native test-wasm test-envoy-oldest test-envoy-versions test-observability test-scale-short test-soak-short demo demo-fleet fuzz bench bench-calls bench-stages bench-scale soak-long failover bench-fleet release clean
 
 help:
 	@echo "make demo   - build, start ESXi stand-ins + Envoy on localhost, print a signed console link"
@@ -18,6 +18,7 @@ help:
 	@echo "make bench-scale - open consoles per gateway: 1,000-9,500 TLS consoles on four systems (about 15 minutes)"
 	@echo "make soak-long  - 30 minutes at 2,000 open consoles with churn: heap, RSS and VM memory sampled (about 32 minutes)"
 	@echo "make failover   - five etcd leader kills under load: the failover window against the election"
+	@echo "make bench-fleet - the etcd store's cost per handshake as deployed, next to etcd's own transaction"
 	@echo "make release - the module, the OCI image and the CLI of this version, checked against each other (target/release-VERSION)"
 	@echo "make test-envoy-versions - the core end-to-end suite on every Envoy 1.36-1.40 on PyPI (about 30 minutes)"
 
@@ -100,6 +101,11 @@ soak-long: build
 
 failover: build
 	MKSGATE_FAILOVER_KILLS=5 cargo test -p mksgate-host-tests --test e2e_fleet_failover -- --nocapture
+
+# The etcd store's cost per handshake as deployed (3 members, fsync, TLS,
+# access control) against the local table and etcd's own transaction.
+bench-fleet: build
+	MKSGATE_FLEET_COST_N=1000 cargo test --release -p mksgate-host-tests --test e2e_fleet_cost -- --nocapture
 
 release:
 	scripts/release.sh

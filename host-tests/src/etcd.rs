@@ -57,6 +57,9 @@ pub struct EtcdCluster {
     /// the tests' own reads.
     root: Mutex<Option<(String, String)>>,
     token_ttl: Option<u64>,
+    /// etcd's default, each write on disk before it is acknowledged; off
+    /// (`--unsafe-no-fsync`) unless a test measures the store as deployed.
+    fsync: bool,
 }
 
 /// The gateways' etcd user (`deploy/etcd/setup-auth.sh`).
@@ -101,16 +104,19 @@ impl EtcdCluster {
     /// (and their IPs) instead of the shipped name: an impostor from the
     /// same CA when it is another name.
     pub fn start_named(ips: &[IpAddr], tls: bool, server_name: &str) -> Result<EtcdCluster> {
-        EtcdCluster::start_full(ips, tls, server_name, None)
+        EtcdCluster::start_full(ips, tls, server_name, None, false)
     }
 
     /// As `start_named`; with `token_ttl`, etcd's simple tokens end after
-    /// that many idle seconds (etcd's `--auth-token-ttl`, 300 by default).
+    /// that many idle seconds (etcd's `--auth-token-ttl`, 300 by default);
+    /// with `fsync`, each member syncs its writes to disk as etcd does by
+    /// default.
     pub fn start_full(
         ips: &[IpAddr],
         tls: bool,
         server_name: &str,
         token_ttl: Option<u64>,
+        fsync: bool,
     ) -> Result<EtcdCluster> {
         let dir = unique_dir("mksgate-etcd")?;
         let tls = if tls {
@@ -152,6 +158,7 @@ impl EtcdCluster {
             tls,
             root: Mutex::new(None),
             token_ttl,
+            fsync,
         };
         for i in 0..cluster.members.len() {
             cluster.spawn(i)?;
@@ -209,8 +216,10 @@ impl EtcdCluster {
             .args([
                 "--auth-token-ttl",
                 &self.token_ttl.unwrap_or(300).to_string(),
-            ])
-            .arg("--unsafe-no-fsync");
+            ]);
+        if !self.fsync {
+            cmd.arg("--unsafe-no-fsync");
+        }
         if let Some(tls) = &self.tls {
             cmd.arg("--cert-file")
                 .arg(tls.dir.join("server.pem"))

@@ -61,7 +61,7 @@ impl Fleet {
     /// As `start`, with `edits` made to the shipped file first (each must
     /// find its text): for a test that needs other link lifetimes.
     pub async fn start_with(n: usize, concurrency: u32, edits: &[(&str, &str)]) -> Result<Fleet> {
-        Fleet::start_full(n, concurrency, edits, crate::etcd::SERVER_NAME, None).await
+        Fleet::start_full(n, concurrency, edits, crate::etcd::SERVER_NAME, None, false).await
     }
 
     /// One gateway in front of an etcd whose simple tokens end after
@@ -74,6 +74,7 @@ impl Fleet {
             &[WITHOUT_REVOCATION],
             crate::etcd::SERVER_NAME,
             Some(seconds),
+            false,
         )
         .await
     }
@@ -82,7 +83,17 @@ impl Fleet {
     /// CA, names `server_name` instead of the shipped name.
     /// Without revocations, as for a wrong login.
     pub async fn start_with_etcd_named(server_name: &str) -> Result<Fleet> {
-        Fleet::start_full(1, 1, &[WITHOUT_REVOCATION], server_name, None).await
+        Fleet::start_full(1, 1, &[WITHOUT_REVOCATION], server_name, None, false).await
+    }
+
+    /// As `start_with`, with etcd as deployed: each member's writes synced
+    /// to its data directory on disk (etcd's default).
+    pub async fn start_as_deployed(
+        n: usize,
+        concurrency: u32,
+        edits: &[(&str, &str)],
+    ) -> Result<Fleet> {
+        Fleet::start_full(n, concurrency, edits, crate::etcd::SERVER_NAME, None, true).await
     }
 
     async fn start_full(
@@ -91,6 +102,7 @@ impl Fleet {
         edits: &[(&str, &str)],
         etcd_name: &str,
         token_ttl: Option<u64>,
+        fsync: bool,
     ) -> Result<Fleet> {
         // Not spawn_blocking: the members die with the thread that started
         // them (PR_SET_PDEATHSIG), and tokio ends idle blocking threads
@@ -98,7 +110,7 @@ impl Fleet {
         let etcd_password = format!("gw-{}", link::fresh_jti());
         let revoker_password = format!("rv-{}", link::fresh_jti());
         let etcd = tokio::task::block_in_place(|| -> Result<EtcdCluster> {
-            let etcd = EtcdCluster::start_full(&etcd_ips(), true, etcd_name, token_ttl)?;
+            let etcd = EtcdCluster::start_full(&etcd_ips(), true, etcd_name, token_ttl, fsync)?;
             // Access control on, as shipped: the gateways log in as the
             // shipped role's user.
             etcd.enable_auth_with_revoker(&etcd_password, Some(&revoker_password))?;
