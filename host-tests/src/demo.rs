@@ -18,6 +18,7 @@
 //!   fresh signed link) and `/decisions` (the gateway's decision log lines).
 
 pub mod fleet;
+pub mod lifecycle;
 pub mod qemu;
 pub mod rfb;
 pub mod web;

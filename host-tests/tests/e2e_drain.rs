@@ -19,6 +19,18 @@ use std::time::{Duration, Instant};
 
 const DRAIN_S: u64 = 2;
 
+/// Six consoles, three on each ESXi host, each carrying frames.
+async fn open_six(gw: &Gateway) -> Vec<mksgate_host_tests::client::Session> {
+    let mut consoles = Vec::new();
+    for i in 0..6 {
+        let link = gw.new_link(if i % 2 == 0 { A } else { B }, json!({}));
+        let mut s = gw.expect_admitted(&link.path, &[]).await;
+        verify_session(&mut s, 2).await.unwrap();
+        consoles.push(s);
+    }
+    consoles
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_graceful_drain_keeps_open_consoles_and_the_end_of_envoy_ends_them() {
     bounded(90, async {
@@ -29,13 +41,7 @@ async fn a_graceful_drain_keeps_open_consoles_and_the_end_of_envoy_ends_them() {
         })
         .await
         .unwrap();
-        let mut consoles = Vec::new();
-        for i in 0..6 {
-            let link = gw.new_link(if i % 2 == 0 { A } else { B }, json!({}));
-            let mut s = gw.expect_admitted(&link.path, &[]).await;
-            verify_session(&mut s, 2).await.unwrap();
-            consoles.push(s);
-        }
+        let mut consoles = open_six(&gw).await;
         let r = gw.envoy.admin_post("/drain_listeners?graceful").await.unwrap();
         assert_eq!(r.status, 200, "{r:?}");
         let drained = Instant::now();
@@ -106,13 +112,7 @@ async fn a_hot_restart_keeps_consoles_until_the_parent_shuts_down() {
         )
         .await
         .unwrap();
-        let mut consoles = Vec::new();
-        for i in 0..6 {
-            let link = gw.new_link(if i % 2 == 0 { A } else { B }, json!({}));
-            let mut s = gw.expect_admitted(&link.path, &[]).await;
-            verify_session(&mut s, 2).await.unwrap();
-            consoles.push(s);
-        }
+        let mut consoles = open_six(&gw).await;
         let restarted = Instant::now();
         let child = Envoy::start(
             &gw.yaml,

@@ -31,7 +31,9 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::procs::{cpu_ns, http_get, raise_nofile, rss_kb};
 use crate::scenario::{close, next_echo, open_from, Counter, Target, Ws, KID};
-use crate::suite::{all_systems, patched, settings_from_env, start, Ctx, Kind, Paths, Standin};
+use crate::suite::{
+    all_systems, env_list, env_u64, patched, settings_from_env, start, Ctx, Kind, Paths, Standin,
+};
 
 /// The systems measured, as deployed.
 const SYSTEMS: [&str; 4] = ["haproxy-tls", "envoy-tls", "noop-tls", "mksgate-tls"];
@@ -93,23 +95,6 @@ pub struct ScaleRun {
     pub settings: Option<ScaleSettings>,
     pub rows: Vec<ScaleRow>,
     pub wall_s: f64,
-}
-
-fn env_list(name: &str, default: &[u32]) -> Vec<u32> {
-    match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => v
-            .split([',', ' '])
-            .filter_map(|s| s.trim().parse().ok())
-            .collect(),
-        _ => default.to_vec(),
-    }
-}
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(default)
 }
 
 /// Console `i`'s own client address: 127.1.0.1 onwards, 200 per /24.
@@ -334,6 +319,41 @@ async fn measure(
     Ok(row)
 }
 
+/// What a run of the deployed systems needs: the TLS stand-in (kept alive
+/// by the caller), the TLS material, and a fresh signing key.
+pub fn deployed_ctx(root: &Path) -> Result<(Ctx, Standin)> {
+    let paths = Paths::discover(root)?;
+    let cert = paths.work.join("standin-tls.crt");
+    let standin = Standin::start(&paths, Some(&cert))?;
+    let deployed = crate::deployed::Deployed::new(root, &paths.work, standin.addr, &cert)?;
+    let mut secret = vec![0u8; 32];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut secret)?;
+    let key = Key::new(Some(KID.into()), Alg::HS256, &secret)
+        .map_err(|e| anyhow!("signing key: {e:?}"))?;
+    let ctx = Ctx {
+        paths,
+        settings: settings_from_env(),
+        key,
+        key_env_value: jws::encode_secret(&secret),
+        standin_addr: standin.addr,
+        deployed: Some(deployed),
+    };
+    Ok((ctx, standin))
+}
+
+/// Every `wasmcustom.mksgate.decision.<code>` counter above 0, by code.
+pub fn decision_counters(admin: Option<SocketAddr>) -> BTreeMap<String, u64> {
+    admin
+        .map(|a| {
+            stat_lines(a, r"^wasmcustom\.mksgate\.decision\.")
+                .into_iter()
+                .map(|(k, v)| (k.rsplit('.').next().unwrap_or("").to_string(), v))
+                .filter(|(_, v)| *v > 0)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Run every level for every system; writes `out` (JSON) and returns it.
 pub async fn run(root: &Path, out: &Path) -> Result<ScaleRun> {
     let t0 = Instant::now();
@@ -353,22 +373,7 @@ pub async fn run(root: &Path, out: &Path) -> Result<ScaleRun> {
     if nofile < u64::from(max) * 2 + 1000 {
         eprintln!("scale: open-files limit {nofile} is low for {max} consoles");
     }
-    let paths = Paths::discover(root)?;
-    let cert = paths.work.join("standin-tls.crt");
-    let standin = Standin::start(&paths, Some(&cert))?;
-    let deployed = crate::deployed::Deployed::new(root, &paths.work, standin.addr, &cert)?;
-    let mut secret = vec![0u8; 32];
-    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut secret)?;
-    let key = Key::new(Some(KID.into()), Alg::HS256, &secret)
-        .map_err(|e| anyhow!("signing key: {e:?}"))?;
-    let ctx = Ctx {
-        paths,
-        settings: settings_from_env(),
-        key,
-        key_env_value: jws::encode_secret(&secret),
-        standin_addr: standin.addr,
-        deployed: Some(deployed),
-    };
+    let (ctx, standin) = deployed_ctx(root)?;
     let systems: Vec<_> = all_systems()
         .into_iter()
         .filter(|s| settings.systems.iter().any(|w| w == s.id))

@@ -19,16 +19,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
-use mksgate_core::jws::{self, Alg, Key};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{watch, Semaphore};
 
 use crate::procs::{raise_nofile, rss_kb};
 use crate::scale::{
-    console, heap_allocated, source, stat_lines, vm_memory, Life, Tally, ENVOY_LIMIT,
+    console, decision_counters, deployed_ctx, heap_allocated, source, stat_lines, vm_memory, Life,
+    Tally, ENVOY_LIMIT,
 };
-use crate::scenario::{open_as, Variant, KID};
-use crate::suite::{all_systems, patched, settings_from_env, start, Ctx, Paths, Standin};
+use crate::scenario::{open_as, Variant};
+use crate::suite::{all_systems, env_u64, patched, start};
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct SoakSample {
@@ -68,13 +68,6 @@ pub struct SoakRun {
     pub problems: Vec<String>,
 }
 
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(default)
-}
-
 fn memory_field(admin: Option<std::net::SocketAddr>, field: &str) -> Option<u64> {
     let (_, body) = crate::procs::http_get(admin?, "/memory", Duration::from_secs(5)).ok()?;
     let v: serde_json::Value = serde_json::from_str(&body).ok()?;
@@ -97,22 +90,7 @@ pub async fn run(root: &Path, out: &Path) -> Result<SoakRun> {
     let frame_every = Duration::from_secs(env_u64("BENCH_SOAK_FRAME_S", 10));
     let sample_every = Duration::from_secs(env_u64("BENCH_SOAK_SAMPLE_S", 30));
     let warm_s = env_u64("BENCH_SOAK_WARM_S", 300);
-    let paths = Paths::discover(root)?;
-    let cert = paths.work.join("standin-tls.crt");
-    let standin = Standin::start(&paths, Some(&cert))?;
-    let deployed = crate::deployed::Deployed::new(root, &paths.work, standin.addr, &cert)?;
-    let mut secret = vec![0u8; 32];
-    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut secret)?;
-    let key = Key::new(Some(KID.into()), Alg::HS256, &secret)
-        .map_err(|e| anyhow!("signing key: {e:?}"))?;
-    let ctx = Ctx {
-        paths,
-        settings: settings_from_env(),
-        key,
-        key_env_value: jws::encode_secret(&secret),
-        standin_addr: standin.addr,
-        deployed: Some(deployed),
-    };
+    let (ctx, standin) = deployed_ctx(root)?;
     let mut sys = all_systems()
         .into_iter()
         .find(|s| s.id == "mksgate-tls")
@@ -171,15 +149,7 @@ pub async fn run(root: &Path, out: &Path) -> Result<SoakRun> {
     while t0.elapsed() < Duration::from_secs(secs) {
         let now = Instant::now();
         if now >= next_sample {
-            let decisions = admin
-                .map(|a| {
-                    stat_lines(a, r"^wasmcustom\.mksgate\.decision\.")
-                        .into_iter()
-                        .map(|(k, v)| (k.rsplit('.').next().unwrap_or("").to_string(), v))
-                        .filter(|(_, v)| *v > 0)
-                        .collect()
-                })
-                .unwrap_or_default();
+            let decisions = decision_counters(admin);
             let sample = SoakSample {
                 at_s: t0.elapsed().as_secs_f64(),
                 consoles_open: tally.opened.load(Ordering::Relaxed)
@@ -277,15 +247,7 @@ pub async fn run(root: &Path, out: &Path) -> Result<SoakRun> {
         let _ = task.await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let final_decisions: BTreeMap<String, u64> = admin
-        .map(|a| {
-            stat_lines(a, r"^wasmcustom\.mksgate\.decision\.")
-                .into_iter()
-                .map(|(k, v)| (k.rsplit('.').next().unwrap_or("").to_string(), v))
-                .filter(|(_, v)| *v > 0)
-                .collect()
-        })
-        .unwrap_or_default();
+    let final_decisions = decision_counters(admin);
     run.opened = tally.opened.load(Ordering::Relaxed);
     run.open_failed = tally.failed.load(Ordering::Relaxed);
     run.frames_sent = tally.sent.load(Ordering::Relaxed);

@@ -50,14 +50,14 @@ fn env_f64(name: &str, default: f64) -> f64 {
         .unwrap_or(default)
 }
 
-fn env_u64(name: &str, default: u64) -> u64 {
+pub fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(default)
 }
 
-fn env_list(name: &str, default: &[u32]) -> Vec<u32> {
+pub fn env_list(name: &str, default: &[u32]) -> Vec<u32> {
     match std::env::var(name) {
         Ok(v) if !v.trim().is_empty() => v
             .split([',', ' '])

@@ -11,8 +11,7 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, Result};
 use mksgate_host_tests::demo::fleet::FleetDemo;
-use tokio::io::AsyncReadExt;
-use tokio::signal::unix::{signal, SignalKind};
+use mksgate_host_tests::demo::lifecycle::{main_with, Stops};
 
 const USAGE: &str = "usage: mksgate-demo-fleet [--web-port N] [--json] [--exit-on-stdin-eof]
 
@@ -50,67 +49,35 @@ fn parse_args() -> Result<Option<Args>> {
     Ok(Some(args))
 }
 
-async fn stdin_eof() {
-    let mut stdin = tokio::io::stdin();
-    let mut buf = [0u8; 256];
-    while let Ok(n) = stdin.read(&mut buf).await {
-        if n == 0 {
-            return;
-        }
-    }
-}
-
 async fn run(args: Args) -> Result<()> {
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let demo = tokio::select! {
-        d = FleetDemo::start(args.web_port) => d?,
-        _ = sigint.recv() => return Ok(()),
-        _ = sigterm.recv() => return Ok(()),
+    let mut stops = Stops::new()?;
+    let Some(demo) = stops
+        .unless_stopped(FleetDemo::start(args.web_port))
+        .await?
+    else {
+        return Ok(());
     };
     if args.json {
         println!("{}", serde_json::to_string(&demo.info())?);
     } else {
         print!("{}", demo.describe());
     }
-    let why = tokio::select! {
-        _ = sigint.recv() => "interrupted",
-        _ = sigterm.recv() => "terminated",
-        _ = stdin_eof(), if args.stdin_eof => "stdin closed",
-    };
+    let why = stops.wait(args.stdin_eof).await;
     eprintln!("mksgate-demo-fleet: {why}; stopping the gateways, etcd and the stand-ins");
     demo.stop();
     Ok(())
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(Some(a)) => a,
+    match parse_args() {
+        Ok(Some(args)) => main_with("mksgate-demo-fleet", run(args)),
         Ok(None) => {
             println!("{USAGE}");
-            return ExitCode::SUCCESS;
+            ExitCode::SUCCESS
         }
         Err(e) => {
             eprintln!("mksgate-demo-fleet: {e:#}");
-            return ExitCode::from(2);
-        }
-    };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("mksgate-demo-fleet: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(run(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("mksgate-demo-fleet: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(2)
         }
     }
 }

@@ -19,9 +19,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{anyhow, Result};
+use mksgate_host_tests::demo::lifecycle::{main_with, Stops};
 use mksgate_host_tests::demo::{ConsoleChoice, Demo, DemoOpts};
-use tokio::io::AsyncReadExt;
-use tokio::signal::unix::{signal, SignalKind};
 
 const USAGE: &str = "usage: mksgate-demo [--console auto|qemu|pattern] [--web-port N] \
 [--work-dir DIR] [--protocols LIST] [--json] [--exit-on-stdin-eof]
@@ -75,68 +74,32 @@ fn parse_args() -> Result<Option<Args>> {
     Ok(Some(args))
 }
 
-async fn stdin_eof() {
-    let mut stdin = tokio::io::stdin();
-    let mut buf = [0u8; 256];
-    loop {
-        match stdin.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-    }
-}
-
 async fn run(args: Args) -> Result<()> {
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut demo = tokio::select! {
-        d = Demo::start(args.opts) => d?,
-        _ = sigint.recv() => return Ok(()),
-        _ = sigterm.recv() => return Ok(()),
+    let mut stops = Stops::new()?;
+    let Some(mut demo) = stops.unless_stopped(Demo::start(args.opts)).await? else {
+        return Ok(());
     };
     if args.json {
         println!("{}", serde_json::to_string(demo.info())?);
     } else {
         print!("{}", demo.describe());
     }
-    let why = tokio::select! {
-        _ = sigint.recv() => "interrupted",
-        _ = sigterm.recv() => "terminated",
-        _ = stdin_eof(), if args.stdin_eof => "stdin closed",
-    };
+    let why = stops.wait(args.stdin_eof).await;
     eprintln!("mksgate-demo: {why}; stopping Envoy, the stand-ins and the console servers");
     demo.stop();
     Ok(())
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(Some(a)) => a,
+    match parse_args() {
+        Ok(Some(args)) => main_with("mksgate-demo", run(args)),
         Ok(None) => {
             println!("{USAGE}");
-            return ExitCode::SUCCESS;
+            ExitCode::SUCCESS
         }
         Err(e) => {
             eprintln!("mksgate-demo: {e:#}");
-            return ExitCode::from(2);
-        }
-    };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("mksgate-demo: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(run(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("mksgate-demo: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(2)
         }
     }
 }

@@ -152,6 +152,18 @@ pub(crate) fn envoy(template: &'static str, module: Option<&'static str>, mksgat
     }
 }
 
+/// Envoy + mksgate with revocation read from a single-member etcd.
+pub(crate) fn revocation_envoy() -> Kind {
+    Kind::Envoy {
+        template: "envoy-mksgate.yaml",
+        module: Some("mksgate_filter.wasm"),
+        mksgate: true,
+        log_level: "info",
+        patches: REVOCATION_PATCHES,
+        etcd: true,
+    }
+}
+
 /// The systems, in table order.
 pub fn all_systems() -> Vec<System> {
     vec![
@@ -222,14 +234,7 @@ pub fn all_systems() -> Vec<System> {
                 "mksgate-rev",
                 "5r mksgate, revocation (diag.)",
                 "diagnostic, handshakes only: as 5 with revocation on (`revocation.etcd`, envoy/fleet.yaml's block: each worker reads the revocations from etcd every second, and every handshake is checked against them); a single-member etcd 3.4 on the load generator's CPU, plain HTTP, holding no revocation",
-                Kind::Envoy {
-                    template: "envoy-mksgate.yaml",
-                    module: Some("mksgate_filter.wasm"),
-                    mksgate: true,
-                    log_level: "info",
-                    patches: REVOCATION_PATCHES,
-                    etcd: true,
-                },
+                revocation_envoy(),
             )
         },
         budget(system(
@@ -338,14 +343,7 @@ pub fn all_systems() -> Vec<System> {
                 "mksgate-tls-rev",
                 "5Tr Envoy+mksgate, TLS + log, revocation (scale only)",
                 "as 5T with revocation on (system 5r's block and etcd): measured by `make bench-scale` only, where its CPU with no console and with consoles open is the cost of polling",
-                Kind::Envoy {
-                    template: "envoy-mksgate.yaml",
-                    module: Some("mksgate_filter.wasm"),
-                    mksgate: true,
-                    log_level: "info",
-                    patches: REVOCATION_PATCHES,
-                    etcd: true,
-                },
+                revocation_envoy(),
             )
         },
         System {
