@@ -105,7 +105,7 @@ failover: build
 # The etcd store's cost per handshake as deployed (3 members, fsync, TLS,
 # access control) against the local table and etcd's own transaction.
 bench-fleet: build
-	MKSGATE_FLEET_COST_N=1000 cargo test --release -p mksgate-host-tests --test e2e_fleet_cost -- --nocapture
+	MKSGATE_FLEET_COST_N=1000 cargo test -p mksgate-host-tests --test e2e_fleet_cost -- --nocapture
 
 release:
 	scripts/release.sh
