@@ -339,6 +339,21 @@ pub fn all_systems() -> Vec<System> {
             tls: true,
             access_log: true,
             handshake_only: true,
+            token_in_path: true,
+            ..system(
+                "noop-tls-calls",
+                "4Th Envoy+noop, TLS + log, mksgate's host calls (scale only)",
+                "as 4T with a signed link in the request (as long as mksgate's) and the do-nothing filter making every host call mksgate makes on an admitted console (system 4H's plan: header writes, route re-pick, shared data, counter, six filter-state writes) and nothing else: measured by `make bench-scale` only, to price what those calls hold per open console",
+                patched(
+                    envoy("envoy-noop.yaml", Some("mksgate_noop_filter.wasm"), false),
+                    noop_calls_patch(),
+                ),
+            )
+        },
+        System {
+            tls: true,
+            access_log: true,
+            handshake_only: true,
             ..system(
                 "mksgate-tls-rev",
                 "5Tr Envoy+mksgate, TLS + log, revocation (scale only)",
@@ -362,7 +377,7 @@ pub fn all_systems() -> Vec<System> {
 /// The systems to run: all, or those `BENCH_SYSTEMS` names; in reverse
 /// order with `BENCH_REVERSE=1` (a diagnostic of the benchmark itself).
 /// Systems `make bench` leaves out unless named (`make bench-scale` runs them).
-pub(crate) const SCALE_ONLY: [&str; 2] = ["noop-tls-audit", "mksgate-tls-rev"];
+pub(crate) const SCALE_ONLY: [&str; 3] = ["noop-tls-audit", "noop-tls-calls", "mksgate-tls-rev"];
 
 pub(crate) fn selected_systems() -> Vec<System> {
     let wanted: Vec<String> = std::env::var("BENCH_SYSTEMS")
