@@ -74,6 +74,17 @@ fn memory_field(admin: Option<std::net::SocketAddr>, field: &str) -> Option<u64>
     v[field].as_str()?.parse().ok()
 }
 
+/// How a link sent to be refused was answered: its kind when the gateway
+/// said 403, else the kind with what happened instead.
+fn tally_refusal(seen: &mut BTreeMap<String, u64>, kind: &str, err: Option<String>) {
+    let key = match err.as_deref() {
+        Some("status 403") => kind.to_string(),
+        Some(other) => format!("{kind}: {other}"),
+        None => format!("{kind}: admitted"),
+    };
+    *seen.entry(key).or_default() += 1;
+}
+
 fn spread(values: impl Iterator<Item = Option<u64>>) -> Option<f64> {
     let v: Vec<u64> = values.flatten().collect();
     let (min, max) = (*v.iter().min()?, *v.iter().max()?);
@@ -225,22 +236,12 @@ pub async fn run(root: &Path, out: &Path) -> Result<SoakRun> {
             next_refused += Duration::from_secs_f64(1.0 / refused_rate);
         }
         while let Some(Ok((kind, err))) = refusals.try_join_next() {
-            let seen = match err.as_deref() {
-                Some("status 403") => kind.to_string(),
-                Some(other) => format!("{kind}: {other}"),
-                None => format!("{kind}: admitted"),
-            };
-            *run.refused_seen.entry(seen).or_default() += 1;
+            tally_refusal(&mut run.refused_seen, kind, err);
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     while let Some(Ok((kind, err))) = refusals.join_next().await {
-        let seen = match err.as_deref() {
-            Some("status 403") => kind.to_string(),
-            Some(other) => format!("{kind}: {other}"),
-            None => format!("{kind}: admitted"),
-        };
-        *run.refused_seen.entry(seen).or_default() += 1;
+        tally_refusal(&mut run.refused_seen, kind, err);
     }
     for (stop, task) in slots {
         let _ = stop.send(true);

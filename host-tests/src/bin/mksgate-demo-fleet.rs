@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, Result};
 use mksgate_host_tests::demo::fleet::FleetDemo;
-use mksgate_host_tests::demo::lifecycle::{main_with, Stops};
+use mksgate_host_tests::demo::lifecycle::{main_for, Stops};
 
 const USAGE: &str = "usage: mksgate-demo-fleet [--web-port N] [--json] [--exit-on-stdin-eof]
 
@@ -69,15 +69,5 @@ async fn run(args: Args) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    match parse_args() {
-        Ok(Some(args)) => main_with("mksgate-demo-fleet", run(args)),
-        Ok(None) => {
-            println!("{USAGE}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("mksgate-demo-fleet: {e:#}");
-            ExitCode::from(2)
-        }
-    }
+    main_for("mksgate-demo-fleet", USAGE, parse_args(), run)
 }

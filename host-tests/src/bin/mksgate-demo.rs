@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{anyhow, Result};
-use mksgate_host_tests::demo::lifecycle::{main_with, Stops};
+use mksgate_host_tests::demo::lifecycle::{main_for, Stops};
 use mksgate_host_tests::demo::{ConsoleChoice, Demo, DemoOpts};
 
 const USAGE: &str = "usage: mksgate-demo [--console auto|qemu|pattern] [--web-port N] \
@@ -91,15 +91,5 @@ async fn run(args: Args) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    match parse_args() {
-        Ok(Some(args)) => main_with("mksgate-demo", run(args)),
-        Ok(None) => {
-            println!("{USAGE}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("mksgate-demo: {e:#}");
-            ExitCode::from(2)
-        }
-    }
+    main_for("mksgate-demo", USAGE, parse_args(), run)
 }

@@ -78,3 +78,27 @@ pub fn main_with(name: &str, demo: impl Future<Output = Result<()>>) -> ExitCode
         }
     }
 }
+
+/// A demo binary's `main`: `parsed` is its arguments (`None` for
+/// `--help`, which prints `usage`); a bad argument exits with 2.
+pub fn main_for<A, F>(
+    name: &str,
+    usage: &str,
+    parsed: Result<Option<A>>,
+    run: impl FnOnce(A) -> F,
+) -> ExitCode
+where
+    F: Future<Output = Result<()>>,
+{
+    match parsed {
+        Ok(Some(args)) => main_with(name, run(args)),
+        Ok(None) => {
+            println!("{usage}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{name}: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
